@@ -1,0 +1,1 @@
+"""The bridge: S3 events on SQS -> pending rows -> Celery chains."""

@@ -1,0 +1,1 @@
+"""Moderation pipeline for images uploaded to Amazon S3."""

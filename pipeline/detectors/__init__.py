@@ -1,0 +1,1 @@
+"""Detectors: one interface (base.py), one result shape, several implementations."""

@@ -1,0 +1,1 @@
+"""Report store: SQLAlchemy tables, Alembic migrations, review queue."""

