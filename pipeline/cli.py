@@ -1,6 +1,150 @@
+"""The ``pipeline`` command (also ``python -m pipeline``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
 import click
+
+from pipeline.errors import ConfigurationError, PipelineError
+from pipeline.settings import Settings
+
+
+def _settings(**kwargs: Any) -> Settings:
+    try:
+        return Settings.from_env(**kwargs)
+    except ConfigurationError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> None:
+    """Treat SIGTERM like Ctrl-C in the foreground supervisors, so both stop everything cleanly."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 @click.group()
 def main() -> None:
-    """The pipeline command."""
+    """Moderate images uploaded to S3: S3 events -> SQS -> bridge -> Celery detect/tag/report."""
+
+
+@main.command()
+@click.option("--local", is_flag=True, help="Start Redis, a moto S3/SQS server and the resources too (no AWS).")
+def up(local: bool) -> None:
+    """Run worker, bridge and Flower in the foreground until Ctrl-C."""
+    from pipeline.local.stack import LocalStack, run_forever
+
+    settings = _settings(local=local)
+    _configure_logging(settings)
+    stack = LocalStack(settings, dict(os.environ), local=local)
+    _sigterm_as_interrupt()
+    try:
+        endpoints = stack.start()
+    except (PipelineError, RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(f"could not start: {exc}") from None
+    _print_endpoints(endpoints, local)
+    sys.exit(run_forever(stack))
+
+
+@main.command()
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every decision.")
+def demo(timeout: float) -> None:
+    """`up --local`, upload the bundled samples, print their decisions, stop, exit 0."""
+    from pipeline.demo.run import run_demo
+
+    settings = _settings(local=True)
+    _configure_logging(settings)
+    _sigterm_as_interrupt()
+    sys.exit(run_demo(settings, dict(os.environ), timeout=timeout))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(celery_args: tuple[str, ...]) -> None:
+    """A Celery worker for the detect, tag and report tasks (extra arguments go to `celery worker`)."""
+    from pipeline import aws
+    from pipeline.detectors.factory import build_detector
+    from pipeline.report import migrate
+
+    settings = _settings()
+    _configure_logging(settings)
+    try:
+        migrate.ensure_current(settings.database_url)
+        build_detector(settings, client=aws.client)  # fail now, not on the first task
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    from pipeline.app import app
+
+    queues = f"{settings.detect_queue},{settings.default_queue}"
+    app.worker_main(["worker", f"--loglevel={settings.log_level}", "-Q", queues, "-E", *celery_args])
+
+
+@main.command()
+def bridge() -> None:
+    """Long-poll the events queue and enqueue a chain per image."""
+    from bridge.poller import Bridge
+    from pipeline import aws
+    from pipeline.app import app
+    from pipeline.events import KeyFilter
+    from pipeline.report import migrate
+    from pipeline.report.store import ReportStore
+
+    settings = _settings()
+    _configure_logging(settings)
+    try:
+        migrate.ensure_current(settings.database_url)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    sqs = aws.client("sqs")
+    Bridge(
+        sqs=sqs,
+        queue_url=aws.queue_url(sqs, settings.events_queue),
+        dead_letter_url=aws.queue_url(sqs, settings.dead_letter_queue),
+        store=ReportStore.from_url(settings.database_url),
+        app=app,
+        key_filter=KeyFilter.from_settings(settings),
+        stale_after=settings.stale_after,
+    ).run()
+
+
+@main.command()
+def flower() -> None:
+    """Flower, the Celery monitor, for the pipeline's broker."""
+    from pipeline.app import app
+
+    settings = _settings()
+    app.start(["flower", f"--address={settings.flower_address}", f"--port={settings.flower_port}"])
+
+
+@main.command(name="migrate")
+def migrate_command() -> None:
+    """Create or upgrade the report database schema (Alembic) to the latest version."""
+    from pipeline.report import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    click.echo(f"report database at revision {migrate.current_revision(settings.database_url)}")
+
+
+def _configure_logging(settings: Settings) -> None:
+    from pipeline.logging_setup import configure
+
+    configure(settings)
+
+
+def _print_endpoints(endpoints: dict[str, str], local: bool) -> None:
+    click.echo("moderation pipeline is up" + (" (local)" if local else "") + "; Ctrl-C stops it")
+    for name, where in endpoints.items():
+        click.echo(f"  {name:<13} {where}")
+    if local and "s3_sqs" in endpoints:
+        url = endpoints["s3_sqs"]
+        click.echo("try it (AWS CLI; credentials: AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1):")
+        click.echo(f"  aws --endpoint-url {url} s3 cp image.jpg {endpoints.get('bucket', '')}image.jpg")
+        bucket = endpoints.get("bucket", "s3://x/").removeprefix("s3://").split("/", 1)
+        click.echo(f"  aws --endpoint-url {url} s3api get-object-tagging --bucket {bucket[0]} --key {bucket[1]}image.jpg")

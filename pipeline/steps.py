@@ -1,0 +1,111 @@
+"""The three steps of a chain as plain functions: a work/result dict in, a result dict out.
+
+The dicts are JSON (Celery is configured for JSON only) and carry identifiers, not objects:
+``work`` = {work_id, image: ImageRef dict, event_time}; each step adds to it. The Celery tasks in
+``pipeline.tasks`` wrap these with retries and error mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline import decision
+from pipeline.awserrors import classify_client_error
+from pipeline.detectors.base import Detection, ImageRef, Label
+from pipeline.errors import PipelineError, RetryableError
+from pipeline.runtime import Runtime
+from pipeline.tagging import ensure_tag
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any]
+
+
+def detect(rt: Runtime, work: Result) -> Result:
+    """Run the configured detector(s) and decide; raises PipelineError on failure."""
+    detection = rt.detector.detect(ImageRef.from_dict(work["image"]))
+    outcome = decision.decide(detection.labels, rt.policy)
+    return {**work, "outcome": outcome, "detection": detection.to_dict(),
+            "timings": {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}}
+
+
+def tag(rt: Runtime, result: Result) -> Result:
+    """Make sure a blocked image carries the block tag (merge-safe); others pass through."""
+    if result.get("outcome") != decision.BLOCKED:
+        return result
+    started = time.perf_counter()
+    tags = ensure_tag(rt.s3, ImageRef.from_dict(result["image"]), rt.settings.tag_key, rt.settings.tag_value)
+    timings = {**result.get("timings", {}), "tag_ms": round((time.perf_counter() - started) * 1000, 3)}
+    return {**result, "tags": tags.tags, "tag_changed": tags.changed, "timings": timings}
+
+
+def report(rt: Runtime, result: Result) -> Result:
+    """Record the decision; blocked images also go to the review queue (first, so none is lost)."""
+    if result["outcome"] == decision.BLOCKED:
+        _send_review(rt, result)
+    detection = Detection.from_dict(result["detection"]) if result.get("detection") else None
+    error = result.get("error") or {}
+    row = rt.store.record_decision(
+        result["work_id"],
+        outcome=result["outcome"],
+        labels=[label.to_dict() for label in detection.labels] if detection else [],
+        detector=detection.detector if detection else None,
+        model_version=detection.model_version if detection else None,
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        timings=result.get("timings"),
+    )
+    _log_decision(result, row)
+    return {"work_id": result["work_id"], "outcome": row.outcome}
+
+
+def failed(result: Result, exc: PipelineError) -> Result:
+    """The result of a step that ended for good: outcome failed with the error's code."""
+    return {**result, "outcome": decision.FAILED, "error": {"code": exc.error_code, "message": str(exc)[:2000]}}
+
+
+def review_message(result: Result) -> dict[str, Any]:
+    """The JSON moderators receive for a blocked image."""
+    detection = result.get("detection") or {}
+    image = result["image"]
+    return {
+        "type": "moderation.blocked",
+        "work_id": result["work_id"],
+        "bucket": image["bucket"],
+        "key": image["key"],
+        "version_id": image.get("version_id"),
+        "etag": image.get("etag"),
+        "event_time": result.get("event_time"),
+        "decided_at": datetime.now(timezone.utc).isoformat(),
+        "detector": detection.get("detector"),
+        "model_version": detection.get("model_version"),
+        "labels": detection.get("labels", []),
+    }
+
+
+def _send_review(rt: Runtime, result: Result) -> None:
+    body = json.dumps(review_message(result), sort_keys=True)
+    try:
+        rt.sqs.send_message(QueueUrl=rt.review_queue_url, MessageBody=body)
+    except ClientError as exc:
+        raise classify_client_error(exc) from exc
+    except BotoCoreError as exc:
+        raise RetryableError(f"review queue: {exc}", code=type(exc).__name__) from exc
+
+
+def _log_decision(result: Result, row: Any) -> None:
+    image = result["image"]
+    labels = [Label.from_dict(item).name for item in (result.get("detection") or {}).get("labels", [])]
+    log.info(
+        "decision %s s3://%s/%s version=%s labels=%s error=%s",
+        row.outcome, image["bucket"], image["key"], image.get("version_id"), labels,
+        (result.get("error") or {}).get("code"),
+        extra={"bucket": image["bucket"], "key": image["key"], "version_id": image.get("version_id"),
+               "outcome": row.outcome, "work_id": result["work_id"]},
+    )

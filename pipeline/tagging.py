@@ -1,0 +1,115 @@
+"""Merge-safe S3 object tagging.
+
+S3's PutObjectTagging replaces the whole tag set, so a blind put would delete the owner's tags:
+the block tag is always read, merged and written back on the same object version. The tags are
+read again every time; an earlier run is never assumed to have left them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline.awserrors import classify_client_error
+from pipeline.detectors.base import ImageRef
+from pipeline.errors import ObjectGoneError, TagLimitError
+
+#: S3 allows at most 10 tags per object.
+MAX_TAGS = 10
+
+TagSet = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """What ``ensure_tag`` found and did."""
+
+    changed: bool
+    tags: dict[str, str]
+
+
+def merge_tag(existing: TagSet, key: str, value: str) -> TagSet | None:
+    """The tag set with ``key=value`` added or updated; None when it is already there.
+
+    Raises TagLimitError rather than dropping someone's tag to make room.
+    """
+    current = {tag["Key"]: tag["Value"] for tag in existing}
+    if current.get(key) == value:
+        return None
+    if key not in current and len(current) >= MAX_TAGS:
+        raise TagLimitError(
+            f"object already has {len(current)} tags; adding {key} would exceed S3's limit of {MAX_TAGS}",
+        )
+    current[key] = value
+    return [{"Key": k, "Value": v} for k, v in current.items()]
+
+
+def remove_tag(existing: TagSet, key: str) -> TagSet | None:
+    """The tag set without ``key``; None when it is not there."""
+    if all(tag["Key"] != key for tag in existing):
+        return None
+    return [tag for tag in existing if tag["Key"] != key]
+
+
+def read_tags(s3: Any, image: ImageRef) -> TagSet:
+    """The object version's current tag set."""
+    try:
+        return s3.get_object_tagging(**_target(image))["TagSet"]
+    except ClientError as exc:
+        raise classify_client_error(exc) from exc
+
+
+def ensure_tag(s3: Any, image: ImageRef, key: str, value: str) -> TagResult:
+    """Make sure the object version carries ``key=value``, keeping every other tag."""
+    _check_not_superseded(s3, image)
+    existing = read_tags(s3, image)
+    merged = merge_tag(existing, key, value)
+    if merged is None:
+        return TagResult(changed=False, tags=_as_dict(existing))
+    _put_tags(s3, image, merged)
+    return TagResult(changed=True, tags=_as_dict(merged))
+
+
+def ensure_untagged(s3: Any, image: ImageRef, key: str) -> TagResult:
+    """Make sure the object version does not carry ``key``, keeping every other tag."""
+    existing = read_tags(s3, image)
+    remaining = remove_tag(existing, key)
+    if remaining is None:
+        return TagResult(changed=False, tags=_as_dict(existing))
+    _put_tags(s3, image, remaining)
+    return TagResult(changed=True, tags=_as_dict(remaining))
+
+
+def _put_tags(s3: Any, image: ImageRef, tags: TagSet) -> None:
+    try:
+        s3.put_object_tagging(**_target(image), Tagging={"TagSet": tags})
+    except ClientError as exc:
+        raise classify_client_error(exc) from exc
+
+
+def _check_not_superseded(s3: Any, image: ImageRef) -> None:
+    """In an unversioned bucket, refuse to tag bytes newer than the ones that were judged."""
+    if image.version_id or not image.etag:
+        return
+    try:
+        head = s3.head_object(Bucket=image.bucket, Key=image.key)
+    except ClientError as exc:
+        raise classify_client_error(exc) from exc
+    if head["ETag"].strip('"') != image.etag:
+        raise ObjectGoneError(
+            f"s3://{image.bucket}/{image.key} was overwritten after the event; its new version has its own event",
+            code="ObjectSuperseded",
+        )
+
+
+def _target(image: ImageRef) -> dict[str, str]:
+    target = {"Bucket": image.bucket, "Key": image.key}
+    if image.version_id:
+        target["VersionId"] = image.version_id
+    return target
+
+
+def _as_dict(tags: TagSet) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags}
