@@ -84,12 +84,14 @@ _DETAIL_TYPES: dict[str, str | None] = {
     "Object Tags Added": None,
     "Object Tags Deleted": None,
 }
-#: Where each optional object field lives: S3 notifications say ``eTag``/``versionId``, EventBridge ``etag``/``version-id``.
+#: Optional object fields: ``eTag``/``versionId`` in notifications, ``etag``/``version-id`` in EventBridge.
 _S3_OBJECT_FIELDS = {"size": "size", "etag": "eTag", "version_id": "versionId", "sequencer": "sequencer"}
 _EVENTBRIDGE_OBJECT_FIELDS = {"size": "size", "etag": "etag", "version_id": "version-id", "sequencer": "sequencer"}
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+_JSON_TYPES = {
+    dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number"
+}
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,9 @@ def sequencer_order(sequencer: str) -> int:
 
     AWS: "The sequencers can be of different lengths. To compare these values, first right pad the
     shorter value with zeros, and then do a lexicographical comparison." Padding every sequencer to
-    SEQUENCER_DIGITS and reading it as hex gives that order for any pair (without the pitfall of a
-    plain ``int(s, 16)``, which ranks any longer sequencer later). The result exceeds 64 bits: store
-    the sequencer text and compare in Python. Raises ValueError for text that is not a sequencer.
+    SEQUENCER_DIGITS and reading it as hex gives that order for any pair; a plain ``int(s, 16)`` can
+    invert it when the lengths differ. The result exceeds 64 bits: store the sequencer text (at most
+    SEQUENCER_DIGITS long) and compare in Python. Raises ValueError for text that is not a sequencer.
     """
     if not _is_sequencer(sequencer):
         raise ValueError(f"not an S3 sequencer (1-{SEQUENCER_DIGITS} hex digits): {_excerpt(sequencer)}")
@@ -205,7 +207,9 @@ def _body_text(body: str | bytes) -> str:
         try:
             raw = body.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise MalformedEventError(f"message body is not UTF-8 text: unpaired surrogate at index {exc.start}") from None
+            raise MalformedEventError(
+                f"message body is not UTF-8 text: unpaired surrogate at index {exc.start}"
+            ) from None
     elif isinstance(body, (bytes, bytearray)):
         raw = bytes(body)
     else:
