@@ -29,12 +29,21 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
-@click.group()
 def main() -> None:
+    """Entry point: a configuration error anywhere in start-up ends with its message, not a traceback."""
+    try:
+        cli()
+    except ConfigurationError as exc:
+        click.echo(f"Error: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def cli() -> None:
     """Moderate images uploaded to S3: S3 events -> SQS -> bridge -> Celery detect/tag/report."""
 
 
-@main.command()
+@cli.command()
 @click.option("--local", is_flag=True, help="Start Redis, a moto S3/SQS server and the resources too (no AWS).")
 def up(local: bool) -> None:
     """Run worker, bridge and Flower in the foreground until Ctrl-C."""
@@ -52,7 +61,7 @@ def up(local: bool) -> None:
     sys.exit(run_forever(stack))
 
 
-@main.command()
+@cli.command()
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for every decision.")
 def demo(timeout: float) -> None:
     """`up --local`, upload the bundled samples, print their decisions, stop, exit 0."""
@@ -64,7 +73,7 @@ def demo(timeout: float) -> None:
     sys.exit(run_demo(settings, dict(os.environ), timeout=timeout))
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """A Celery worker for the detect, tag and report tasks (extra arguments go to `celery worker`)."""
@@ -85,7 +94,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
     app.worker_main(["worker", f"--loglevel={settings.log_level}", "-Q", queues, "-E", *celery_args])
 
 
-@main.command()
+@cli.command()
 def bridge() -> None:
     """Long-poll the events queue and enqueue a chain per image."""
     from bridge.poller import Bridge
@@ -113,7 +122,7 @@ def bridge() -> None:
     ).run()
 
 
-@main.command()
+@cli.command()
 def flower() -> None:
     """Flower, the Celery monitor, for the pipeline's broker."""
     from pipeline.app import app
@@ -122,7 +131,7 @@ def flower() -> None:
     app.start(["flower", f"--address={settings.flower_address}", f"--port={settings.flower_port}"])
 
 
-@main.command(name="migrate")
+@cli.command(name="migrate")
 def migrate_command() -> None:
     """Create or upgrade the report database schema (Alembic) to the latest version."""
     from pipeline.report import migrate

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -15,11 +13,7 @@ from pipeline.errors import MalformedEventError
 from pipeline.events import MAX_BODY_BYTES, SEQUENCER_DIGITS, KeyFilter, ObjectEvent, parse_body, sequencer_order
 from pipeline.settings import Settings
 
-try:
-    from tests.eventdata import load_event
-except ModuleNotFoundError:  # tests/unit is no package and the repo root is not on sys.path (no pytest `pythonpath`)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.eventdata import load_event
+from tests.eventdata import load_event
 
 BUCKET = "amzn-s3-demo-bucket"
 TIME = "2024-05-14T09:26:01.812Z"
