@@ -1,7 +1,7 @@
 """boto3 clients, made once per process.
 
 Endpoints come from boto3's own per-service variables (``AWS_ENDPOINT_URL_S3``,
-``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL_REKOGNITION``) and the region from ``AWS_REGION``,
+``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL_REKOGNITION``) and the region from ``AWS_DEFAULT_REGION``,
 so nothing here reads the environment. Clients are cached per process id: a prefork child must
 not reuse its parent's connection pool.
 """
@@ -17,11 +17,12 @@ from botocore.config import Config
 
 #: Rekognition: one attempt only, so throttling reaches the pipeline's limiter and retry policy
 #: instead of being hidden in botocore's own retries (which would also multiply calls per slot).
-REKOGNITION_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=30)
+#: (botocore's ``max_attempts`` counts retries; ``total_max_attempts`` counts calls, so 1 means no retry.)
+REKOGNITION_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
 #: S3 and SQS: botocore's standard retry mode (3 attempts, backoff) for transient errors.
-DEFAULT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60)
+DEFAULT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=60)
 #: SQS long polls wait up to 20 s: the read timeout must be longer than that.
-SQS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=40)
+SQS_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=40)
 
 _CONFIGS = {"rekognition": REKOGNITION_CONFIG, "sqs": SQS_CONFIG}
 
