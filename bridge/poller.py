@@ -122,6 +122,8 @@ class Bridge:
     def _receive(self) -> list[dict[str, Any]]:
         self._waiting = True
         try:
+            if self.stopping:  # a signal that landed after run() checked, before _waiting was set
+                raise _Interrupted()
             response = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=MAX_BATCH,

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: First back-off, seconds; doubles on each retry up to PIPELINE_RETRY_BACKOFF_MAX.
 BACKOFF_BASE_SECONDS = 1.0
+#: Doublings after which the back-off is at its cap anyway; 2**1024 would not fit in a float.
+MAX_DOUBLINGS = 64
 
 
 @shared_task(bind=True, name=DETECT_TASK)
@@ -45,7 +47,7 @@ def report(self: Task, result: dict[str, Any]) -> dict[str, Any]:
 
 def backoff_seconds(retries: int, cap: float, base: float = BACKOFF_BASE_SECONDS) -> float:
     """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**retries)]."""
-    return random.uniform(0, min(cap, base * (2**retries)))
+    return random.uniform(0, min(cap, base * 2.0 ** min(retries, MAX_DOUBLINGS)))
 
 
 def _run(task: Task, step: Callable[[Runtime, dict], dict], payload: dict[str, Any], *, fail: bool = True) -> dict:
