@@ -40,7 +40,7 @@ def build_chain(app: Celery, row: Any) -> Signature:
 def build_recheck(app: Celery, row: Any) -> Signature:
     """tag -> report from a stored blocked decision: the tag is read again from S3, never assumed."""
     detection = {"detector": row.detector or "", "model_version": row.model_version or "", "labels": row.labels or []}
-    result = {**work_for(row), "outcome": decision.BLOCKED, "detection": detection, "timings": {}}
+    result = {**work_for(row), "outcome": decision.BLOCKED, "detection": detection, "timings": {}, "recheck": True}
     return chain(app.signature(TAG_TASK, args=(result,)), app.signature(REPORT_TASK))
 
 

@@ -114,9 +114,13 @@ class Settings:
             raise ConfigurationError("PIPELINE_HASHLIST_PATH is required when PIPELINE_DETECTORS includes hashlist")
         if self.retry_backoff_max >= self.visibility_timeout:
             raise ConfigurationError("PIPELINE_RETRY_BACKOFF_MAX must be shorter than PIPELINE_VISIBILITY_TIMEOUT")
-        for name in ("max_retries", "hashlist_max_distance", "flower_port", "stale_after"):
+        for name in ("max_retries", "hashlist_max_distance", "stale_after", "retry_backoff_max"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
+        if self.visibility_timeout <= 0:
+            raise ConfigurationError("PIPELINE_VISIBILITY_TIMEOUT must be positive")
+        if not 0 < self.flower_port < 65536:
+            raise ConfigurationError("PIPELINE_FLOWER_PORT must be a TCP port (1-65535)")
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
 

@@ -46,9 +46,33 @@ def tag(rt: Runtime, result: Result) -> Result:
 
 
 def report(rt: Runtime, result: Result) -> Result:
-    """Record the decision; blocked images also go to the review queue (first, so none is lost)."""
+    """Record the decision; blocked images also go to the review queue (first, so none is lost).
+
+    A re-check of a stored blocked decision (a duplicate delivery) changes nothing when the tag
+    is in place: the row, its first decision time and the moderators' message stand.
+    """
+    if result.get("recheck") and result["outcome"] == decision.BLOCKED:
+        log.info("re-checked block tag on %s: %s", result["work_id"], "rewritten" if result.get("tag_changed") else "in place")
+        return {"work_id": result["work_id"], "outcome": decision.BLOCKED}
     if result["outcome"] == decision.BLOCKED:
         _send_review(rt, result)
+    return _record(rt, result)
+
+
+def report_without_review(rt: Runtime, result: Result, exc: PipelineError) -> Result:
+    """The last resort when ``report`` keeps failing: record the decision without the review message.
+
+    The image is already tagged (hidden); the row is where moderators find it, and the error code
+    says the message was not sent. A failure of the database itself propagates.
+    """
+    if result["outcome"] != decision.BLOCKED:
+        raise exc
+    log.error("review message for %s not sent: %s %s", result["work_id"], exc.error_code, exc)
+    error = {"code": f"ReviewNotSent:{exc.error_code}", "message": str(exc)[:2000]}
+    return _record(rt, {**result, "error": error})
+
+
+def _record(rt: Runtime, result: Result) -> Result:
     detection = Detection.from_dict(result["detection"]) if result.get("detection") else None
     error = result.get("error") or {}
     row = rt.store.record_decision(

@@ -97,7 +97,7 @@ def _check_not_superseded(s3: Any, image: ImageRef) -> None:
         head = s3.head_object(Bucket=image.bucket, Key=image.key)
     except ClientError as exc:
         raise classify_client_error(exc) from exc
-    if head["ETag"].strip('"') != image.etag:
+    if head["ETag"].strip('"') != image.etag.strip('"'):
         raise ObjectGoneError(
             f"s3://{image.bucket}/{image.key} was overwritten after the event; its new version has its own event",
             code="ObjectSuperseded",

@@ -30,19 +30,19 @@ MAX_DOUBLINGS = 64
 @shared_task(bind=True, name=DETECT_TASK)
 def detect(self: Task, work: dict[str, Any]) -> dict[str, Any]:
     """detect: the configured detector(s) on the object version."""
-    return _run(self, steps.detect, work)
+    return _run(self, steps.detect, work, give_up=_failed)
 
 
 @shared_task(bind=True, name=TAG_TASK)
 def tag(self: Task, result: dict[str, Any]) -> dict[str, Any]:
     """tag: ``BlockedContent=true`` (configurable) on blocked images, merge-safe."""
-    return _run(self, steps.tag, result)
+    return _run(self, steps.tag, result, give_up=_failed)
 
 
 @shared_task(bind=True, name=REPORT_TASK)
 def report(self: Task, result: dict[str, Any]) -> dict[str, Any]:
     """report: the decision row; blocked images also go to the review queue."""
-    return _run(self, steps.report, result, fail=False)
+    return _run(self, steps.report, result, give_up=steps.report_without_review)
 
 
 def backoff_seconds(retries: int, cap: float, base: float = BACKOFF_BASE_SECONDS) -> float:
@@ -50,28 +50,33 @@ def backoff_seconds(retries: int, cap: float, base: float = BACKOFF_BASE_SECONDS
     return random.uniform(0, min(cap, base * 2.0 ** min(retries, MAX_DOUBLINGS)))
 
 
-def _run(task: Task, step: Callable[[Runtime, dict], dict], payload: dict[str, Any], *, fail: bool = True) -> dict:
+GiveUp = Callable[[Runtime, dict, PipelineError], dict]
+
+
+def _failed(_rt: Runtime, payload: dict, exc: PipelineError) -> dict:
+    return steps.failed(payload, exc)
+
+
+def _run(task: Task, step: Callable[[Runtime, dict], dict], payload: dict[str, Any], *, give_up: GiveUp) -> dict:
+    """Run ``step``; retry what is retryable; ``give_up`` turns a final error into the task's result."""
     rt = runtime(task.app.pipeline_settings)
     try:
         return step(rt, payload)
     except PermanentError as exc:
-        if not fail:
-            raise
         log.warning("permanent failure in %s for %s: %s %s", task.name, payload.get("work_id"), exc.error_code, exc)
-        return steps.failed(payload, exc)
+        return give_up(rt, payload, exc)
     except RetryableError as exc:
-        return _retry_or_fail(task, rt, payload, exc, fail)
+        return _retry_or_give_up(task, rt, payload, exc, give_up)
     except Exception as exc:  # a bug or an unmapped library error: retry, then record it
         log.exception("unexpected error in %s for %s", task.name, payload.get("work_id"))
-        return _retry_or_fail(task, rt, payload, PipelineError(f"{type(exc).__name__}: {exc}", code="UnexpectedError"), fail)
+        error = PipelineError(f"{type(exc).__name__}: {exc}", code="UnexpectedError")
+        return _retry_or_give_up(task, rt, payload, error, give_up)
 
 
-def _retry_or_fail(task: Task, rt: Runtime, payload: dict, exc: PipelineError, fail: bool) -> dict:
+def _retry_or_give_up(task: Task, rt: Runtime, payload: dict, exc: PipelineError, give_up: GiveUp) -> dict:
     settings = rt.settings
     if task.request.retries < settings.max_retries:
         countdown = backoff_seconds(task.request.retries, settings.retry_backoff_max)
         raise task.retry(exc=exc, countdown=countdown, max_retries=settings.max_retries)
-    if not fail:
-        raise exc
     log.warning("%s gave up on %s after %d retries: %s", task.name, payload.get("work_id"), task.request.retries, exc)
-    return steps.failed(payload, exc)
+    return give_up(rt, payload, exc)

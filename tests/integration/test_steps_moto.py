@@ -224,11 +224,12 @@ def test_recheck_of_a_blocked_row_finds_the_tag_already_there(s3: Any, sqs: Any,
     (recheck,) = build_recheck(create_app(rt.settings), row).tasks[0].args
     tagged = steps.tag(rt, recheck)
     reported = steps.report(rt, tagged)
-    # Then: the tag was read again and found; nothing was written
+    # Then: the tag was read again and found; nothing was written, the first decision stands
     assert tagged["tag_changed"] is False
     assert stored_tags(s3, work["image"]) == [BLOCK_TAG]
     assert reported == {"work_id": work["work_id"], "outcome": "blocked"}
-    assert rt.store.get(work["work_id"]).labels == [DEMO_LABEL]
+    assert rt.store.get(work["work_id"]) == row
+    assert review_messages(sqs, rt.settings) == []
 
 
 def test_recheck_puts_back_a_tag_someone_removed(s3: Any, sqs: Any, rt: Runtime) -> None:
@@ -253,7 +254,7 @@ def test_tag_limit_becomes_a_failed_report_with_labels(s3: Any, sqs: Any, rt: Ru
     detected = steps.detect(rt, work)
     # When: the tag task maps the PermanentError, then report records it
     task = FakeTask(rt.settings, name="pipeline.tag")
-    tagged = tasks._run(task, steps.tag, detected)
+    tagged = tasks._run(task, steps.tag, detected, give_up=tasks._failed)
     reported = steps.report(rt, tagged)
     # Then
     assert reported == {"work_id": work["work_id"], "outcome": "failed"}
@@ -272,7 +273,7 @@ def test_deleted_version_fails_detection_as_gone(s3: Any, rt: Runtime) -> None:
     # When
     with pytest.raises(ObjectGoneError) as caught:
         steps.detect(rt, work)
-    result = tasks._run(FakeTask(rt.settings), steps.detect, work)
+    result = tasks._run(FakeTask(rt.settings), steps.detect, work, give_up=tasks._failed)
     steps.report(rt, result)
     # Then
     assert caught.value.error_code == "NoSuchVersion"
@@ -280,16 +281,23 @@ def test_deleted_version_fails_detection_as_gone(s3: Any, rt: Runtime) -> None:
     assert (row.outcome, row.error_code) == ("failed", "NoSuchVersion")
 
 
-def test_missing_review_queue_fails_report_before_recording(s3: Any, sqs: Any, rt: Runtime) -> None:
+def test_missing_review_queue_still_records_the_blocked_decision(s3: Any, sqs: Any, rt: Runtime) -> None:
     # Given: blocked and tagged, but the review queue is gone
     work = upload(s3, rt, "known-bad.jpg")
     tagged = steps.tag(rt, steps.detect(rt, work))
     sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=rt.settings.review_queue)["QueueUrl"])
     try:
-        # When / Then: a pipeline error, never a raw ClientError, and the row stays pending for a retry
-        with pytest.raises(PermanentError):
+        # When: report fails with a pipeline error (never a raw ClientError) and the task gives up
+        with pytest.raises(PermanentError) as caught:
             steps.report(rt, tagged)
         assert rt.store.get(work["work_id"]).outcome == "pending"
+        result = tasks._run(FakeTask(rt.settings, name="pipeline.report"), steps.report, tagged,
+                            give_up=steps.report_without_review)
+        # Then: the decision is on record, saying why moderators got no message
+        row = rt.store.get(work["work_id"])
+        assert result == {"work_id": work["work_id"], "outcome": "blocked"}
+        assert (row.outcome, row.error_code) == ("blocked", f"ReviewNotSent:{caught.value.error_code}")
+        assert row.labels == [DEMO_LABEL]
     finally:
         sqs.create_queue(QueueName=rt.settings.review_queue)  # for the fixture's clean-up
 

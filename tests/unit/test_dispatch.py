@@ -127,7 +127,7 @@ def test_blocked_row_is_rechecked_from_the_stored_labels(app: Celery, created: b
     row = Row("blocked", detector="rekognition", model_version="7.0", labels=LABELS)
     # When
     signature = plan(app, row, created=created, stale_after=STALE_AFTER, now=NOW)
-    # Then: no new detection; the tag is checked again on S3 and the report rewritten
+    # Then: no new detection; the tag is checked again on S3, marked as a re-check for report
     assert signature is not None
     assert task_names(signature) == [TAG_TASK, REPORT_TASK]
     tag, report = signature.tasks
@@ -137,6 +137,7 @@ def test_blocked_row_is_rechecked_from_the_stored_labels(app: Celery, created: b
             "outcome": "blocked",
             "detection": {"detector": "rekognition", "model_version": "7.0", "labels": LABELS},
             "timings": {},
+            "recheck": True,
         },
     )
     assert report.args == ()

@@ -54,7 +54,7 @@ class FakeDetector(Detector):
 
 
 class RetryRequested(Exception):
-    """What the fake task's ``retry`` returns for ``_retry_or_fail`` to raise (Celery raises Retry)."""
+    """What the fake task's ``retry`` returns for ``_retry_or_give_up`` to raise (Celery raises Retry)."""
 
 
 class FakeTask:
@@ -303,7 +303,7 @@ def test_permanent_error_becomes_a_failed_result(rt: Runtime, settings: Settings
     work = pending_work(rt)
     task = FakeTask(settings)
     # When
-    result = tasks._run(task, steps.detect, work)
+    result = tasks._run(task, steps.detect, work, give_up=tasks._failed)
     # Then
     assert result == {**work, "outcome": "failed", "error": {"code": "InvalidImageFormatException", "message": "not an image"}}
     assert task.retry_calls == []
@@ -313,12 +313,13 @@ def test_permanent_error_becomes_a_failed_result(rt: Runtime, settings: Settings
     assert row is not None and (row.outcome, row.error_code) == ("failed", "InvalidImageFormatException")
 
 
-def test_permanent_error_in_report_is_raised_not_swallowed(rt: Runtime, settings: Settings) -> None:
+def test_permanent_error_in_report_of_a_clean_image_is_raised_not_swallowed(rt: Runtime, settings: Settings) -> None:
     def step(_rt: Runtime, _payload: dict) -> dict:
         raise PermanentError("cannot report", code="AccessDenied")
 
     with pytest.raises(PermanentError, match="cannot report"):
-        tasks._run(FakeTask(settings, name="pipeline.report"), step, {"work_id": "w"}, fail=False)
+        tasks._run(FakeTask(settings, name="pipeline.report"), step, {"work_id": "w", "outcome": "clean"},
+                   give_up=steps.report_without_review)
 
 
 @pytest.mark.parametrize("retries", [0, 1, 4])
@@ -330,7 +331,7 @@ def test_retryable_error_under_max_retries_is_retried(rt: Runtime, retries: int)
     task = FakeTask(settings, retries=retries)
     # When
     with pytest.raises(RetryRequested):
-        tasks._run(task, steps.detect, pending_work(rt))
+        tasks._run(task, steps.detect, pending_work(rt), give_up=tasks._failed)
     # Then
     assert len(task.retry_calls) == 1
     call = task.retry_calls[0]
@@ -347,7 +348,7 @@ def test_retry_countdown_never_exceeds_the_configured_cap() -> None:
     # When
     for _ in range(200):
         with pytest.raises(RetryRequested):
-            tasks._retry_or_fail(task, rt, {"work_id": "w"}, RetryableError("503"), True)
+            tasks._retry_or_give_up(task, rt, {"work_id": "w"}, RetryableError("503"), tasks._failed)
     # Then
     countdowns = [call["countdown"] for call in task.retry_calls]
     assert len(countdowns) == 200
@@ -363,7 +364,7 @@ def test_retryable_error_at_max_retries_becomes_failed(rt: Runtime, retries: int
     work = pending_work(rt)
     task = FakeTask(settings, retries=retries)
     # When
-    result = tasks._run(task, steps.detect, work)
+    result = tasks._run(task, steps.detect, work, give_up=tasks._failed)
     # Then
     assert task.retry_calls == []
     assert result == {**work, "outcome": "failed", "error": {"code": "InternalServerError", "message": "Internal server error"}}
@@ -373,17 +374,18 @@ def test_max_retries_zero_fails_on_the_first_retryable_error() -> None:
     settings = make_settings(max_retries=0)
     rt = Runtime(settings=settings, store=None, policy=None)  # type: ignore[arg-type]
     task = FakeTask(settings, retries=0)
-    result = tasks._retry_or_fail(task, rt, {"work_id": "w"}, RetryableError("boom", code="RequestTimeout"), True)
+    result = tasks._retry_or_give_up(task, rt, {"work_id": "w"}, RetryableError("boom", code="RequestTimeout"), tasks._failed)
     assert result["outcome"] == "failed" and result["error"]["code"] == "RequestTimeout"
     assert task.retry_calls == []
 
 
-def test_report_out_of_retries_raises_instead_of_returning_failed() -> None:
+def test_report_of_a_clean_image_out_of_retries_raises_instead_of_returning_failed() -> None:
     settings = make_settings()
     rt = Runtime(settings=settings, store=None, policy=None)  # type: ignore[arg-type]
     error = RetryableError("database unavailable", code="DatabaseUnavailable")
     with pytest.raises(RetryableError) as caught:
-        tasks._retry_or_fail(FakeTask(settings, retries=5, name="pipeline.report"), rt, {"work_id": "w"}, error, False)
+        tasks._retry_or_give_up(FakeTask(settings, retries=5, name="pipeline.report"), rt,
+                                {"work_id": "w", "outcome": "clean"}, error, steps.report_without_review)
     assert caught.value is error
 
 
@@ -396,8 +398,8 @@ def test_unexpected_error_is_retried_then_recorded(rt: Runtime, settings: Settin
     exhausted = FakeTask(settings, retries=settings.max_retries)
     # When
     with pytest.raises(RetryRequested):
-        tasks._run(retrying, step, {"work_id": "w"})
-    result = tasks._run(exhausted, step, {"work_id": "w"})
+        tasks._run(retrying, step, {"work_id": "w"}, give_up=tasks._failed)
+    result = tasks._run(exhausted, step, {"work_id": "w"}, give_up=tasks._failed)
     # Then
     assert retrying.retry_calls[0]["exc"].error_code == "UnexpectedError"
     assert result == {"work_id": "w", "outcome": "failed", "error": {"code": "UnexpectedError", "message": "ValueError: boom"}}
