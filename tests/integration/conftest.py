@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import service_missing
+
 #: Where the machine's PostgreSQL lives; PIPELINE_TEST_POSTGRES_URL overrides it.
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: Don't hang the whole run on a firewalled port.
@@ -23,13 +25,6 @@ CONNECT_TIMEOUT_SECONDS = 5
 
 def _admin_url() -> sa.URL:
     return sa.make_url(os.environ.get("PIPELINE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL))
-
-
-def _service_missing(reason: str) -> None:
-    """Fail in CI, skip elsewhere (dramatiq's conftest does the same)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +40,7 @@ def postgres_database() -> Iterator[str]:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        _service_missing(f"PostgreSQL not reachable at {admin_url.render_as_string(hide_password=True)}: {exc.orig}")
+        service_missing(f"PostgreSQL not reachable at {admin_url.render_as_string(hide_password=True)}: {exc.orig}")
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
