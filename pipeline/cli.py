@@ -25,8 +25,12 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
 
 
 def _sigterm_as_interrupt() -> None:
-    """Treat SIGTERM like Ctrl-C in the foreground supervisors, so both stop everything cleanly."""
+    """SIGTERM and SIGINT (Ctrl-C) both stop the foreground supervisors cleanly.
+
+    SIGINT is installed explicitly: a shell starts background jobs with it ignored.
+    """
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
 
 
 def main() -> None:
@@ -139,6 +143,36 @@ def migrate_command() -> None:
     settings = _settings()
     migrate.upgrade(settings.database_url)
     click.echo(f"report database at revision {migrate.current_revision(settings.database_url)}")
+
+
+@cli.group()
+def hashlist() -> None:
+    """Manage the known-bad hash list (PIPELINE_HASHLIST_PATH)."""
+
+
+@hashlist.command(name="add")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--file", "list_path", type=click.Path(dir_okay=False), help="Hash list to write [PIPELINE_HASHLIST_PATH].")
+@click.option("--name", default="Known Bad Content", show_default=True, help="Label Name the entries report.")
+@click.option("--parent", default="Explicit", show_default=True, help="Label ParentName (a taxonomy category).")
+@click.option("--level", default=2, show_default=True, type=click.IntRange(1, 3), help="Label TaxonomyLevel.")
+@click.option("--note", default="", help="Free text kept with each entry.")
+def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, parent: str, level: int, note: str) -> None:
+    """Add the perceptual hash of each IMAGE to the hash list (created if missing)."""
+    from pathlib import Path
+
+    from pipeline.detectors.hashlist import add_entry
+
+    target = list_path or _settings().hashlist_path
+    if not target:
+        raise click.UsageError("give --file or set PIPELINE_HASHLIST_PATH")
+    label = {"Name": name, "ParentName": parent, "TaxonomyLevel": level}
+    for image in images:
+        try:
+            entry = add_entry(target, Path(image).read_bytes(), label, note or Path(image).name)
+        except PipelineError as exc:
+            raise click.ClickException(f"{image}: {exc}") from None
+        click.echo(f"{entry.algorithm} {entry.hash}  {image}  -> {target}")
 
 
 def _configure_logging(settings: Settings) -> None:
