@@ -277,7 +277,8 @@ class ReportStore:
         """Store the outcome for ``work_id`` and return the row. Raises KeyError if unknown.
 
         Idempotent: repeating the same decision leaves the row as it is (``decided_at`` keeps the
-        first time), so a task delivered twice changes nothing.
+        first time), so a task delivered twice changes nothing. A row whose object was deleted
+        while it was being judged stays ``deleted``; the labels and error are still kept.
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -294,6 +295,8 @@ class ReportStore:
             current = self._select_one(conn, work_id, for_update=True)
             if current is None:
                 raise KeyError(work_id)
+            if current.outcome == "deleted":
+                decision["outcome"] = "deleted"
             if _same_decision(current, decision) and current.decided_at is not None:
                 return current
             now = _now()

@@ -335,6 +335,16 @@ def test_mark_deleted_without_version_marks_every_version(store: ReportStore) ->
     assert store.mark_deleted("uploads", "content/images/never-seen.jpg") == 0
 
 
+def test_a_decision_arriving_after_the_delete_keeps_the_row_deleted(store: ReportStore) -> None:
+    # Given: the object was deleted while its chain was running
+    row, _ = store.upsert_pending(event(version_id="v1"))
+    store.mark_deleted("uploads", row.key, "v1")
+    # When: the chain finishes
+    after = store.record_decision(row.work_id, outcome="failed", error_code="NoSuchVersion")
+    # Then: still deleted, with the chain's evidence kept
+    assert (after.outcome, after.error_code) == ("deleted", "NoSuchVersion")
+
+
 # -- malformed messages -------------------------------------------------------------------
 
 
