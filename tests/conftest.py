@@ -12,7 +12,8 @@ redis_client     function  a ``redis.Redis`` on it, flushed before the test
 spawn_redis      function  ``start(port=None) -> url``: more redis-servers, stopped after the test
 aws_env          session   the AWS variables set for the session (testing credentials, us-east-1)
 moto_endpoint    session   ``http://127.0.0.1:<port>`` of a moto server subprocess (S3 and SQS)
-sqs, s3          function  boto3 clients built explicitly for ``moto_endpoint``
+sqs, s3          function  boto3 clients built explicitly for ``moto_endpoint`` (see :func:`aws_client`)
+bucket           function  an S3 bucket named for this test only, emptied and deleted after it
 queues           function  :class:`pipeline.provision.Queues` with names unique to the test
 report_db_url    function  URL of a migrated SQLite file in the test's tmp_path
 store            function  a :class:`ReportStore` on ``report_db_url``
@@ -32,6 +33,7 @@ from typing import Any, NoReturn
 import boto3
 import pytest
 import redis
+from botocore.config import Config
 
 from pipeline import provision
 from pipeline.local.processes import (
@@ -172,26 +174,50 @@ def moto_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
         child.stop()
 
 
-def _aws_client(service: str, endpoint_url: str) -> Any:
+def aws_client(service: str, endpoint_url: str, config: Config | None = None) -> Any:
+    """A boto3 client for ``service`` at ``endpoint_url``, with the testing region and credentials.
+
+    Built explicitly, so it never depends on the environment (``aws_env`` or a test's monkeypatch).
+    """
     return boto3.client(
         service,
         endpoint_url=endpoint_url,
         region_name=AWS_TEST_REGION,
         aws_access_key_id=AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        config=config,
     )
 
 
 @pytest.fixture
 def sqs(moto_endpoint: str) -> Any:
     """An SQS client for the moto server."""
-    return _aws_client("sqs", moto_endpoint)
+    return aws_client("sqs", moto_endpoint)
 
 
 @pytest.fixture
 def s3(moto_endpoint: str) -> Any:
     """An S3 client for the moto server."""
-    return _aws_client("s3", moto_endpoint)
+    return aws_client("s3", moto_endpoint)
+
+
+def delete_bucket(s3: Any, name: str) -> None:
+    """Delete every object version and delete marker in bucket ``name``, then the bucket itself."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> Iterator[str]:
+    """A bucket of this test's own on the moto server (unversioned until the test says otherwise)."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        delete_bucket(s3, name)
 
 
 @pytest.fixture
