@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from PIL import Image, ImageDraw
 
@@ -27,13 +26,12 @@ from pipeline.local.processes import Child, python_module
 from pipeline.report import migrate
 from pipeline.report.store import ImageRow, ReportStore
 from pipeline.settings import Settings
+from tests.conftest import AWS_TEST_ENV, aws_client
 from tests.standins.rekognition import RekognitionStandIn
 
 pytestmark = pytest.mark.e2e
 
 PREFIX = "content/images/"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
 EXPLICIT = [
     {"Name": "Explicit Nudity", "ParentName": "Explicit", "Confidence": 97.25, "TaxonomyLevel": 2},
     {"Name": "Explicit", "ParentName": "", "Confidence": 97.25, "TaxonomyLevel": 1},
@@ -101,8 +99,7 @@ def stack(redis_url: str, moto_endpoint: str, tmp_path_factory: pytest.TempPathF
     tmp = tmp_path_factory.mktemp("e2e")
     settings = Settings(broker_url=redis_url, database_url=f"sqlite:///{tmp / 'report.db'}", bucket=f"e2e-{run}",
                         events_queue=f"events-{run}", dead_letter_queue=f"dlq-{run}", review_queue=f"review-{run}")
-    s3, sqs = (boto3.client(s, endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing") for s in ("s3", "sqs"))
+    s3, sqs = aws_client("s3", moto_endpoint), aws_client("sqs", moto_endpoint)
     provision.ensure_bucket(s3, settings.bucket)
     queues = provision.ensure_queues(sqs, settings)
     provision.allow_bucket_to_send(sqs, queues, settings.bucket)
@@ -110,7 +107,7 @@ def stack(redis_url: str, moto_endpoint: str, tmp_path_factory: pytest.TempPathF
     migrate.upgrade(settings.database_url)
     all_cases = cases()
     standin = RekognitionStandIn(s3_endpoint_url=moto_endpoint, rules=standin_rules(all_cases)).start()
-    env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_ENDPOINT_URL_SQS": moto_endpoint,
+    env = {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_ENDPOINT_URL_SQS": moto_endpoint,
            "AWS_ENDPOINT_URL_REKOGNITION": standin.endpoint_url, "PIPELINE_BROKER_URL": redis_url,
            "PIPELINE_DATABASE_URL": settings.database_url, "PIPELINE_BUCKET": settings.bucket,
            "PIPELINE_EVENTS_QUEUE": queues.events_url, "PIPELINE_DEAD_LETTER_QUEUE": queues.dead_letter_url,

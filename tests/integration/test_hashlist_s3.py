@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 
@@ -16,59 +12,19 @@ from pipeline.demo.make_samples import HASHLIST_PATH, SAMPLES_DIR
 from pipeline.detectors.base import ImageRef, Label
 from pipeline.detectors.hashlist import HashList, HashListDetector
 from pipeline.errors import ObjectGoneError, RetryableError, UnsupportedImageError
+from pipeline.local.processes import free_port
 from pipeline.objects import read_image_bytes
 from pipeline.settings import DEFAULT_HASHLIST_MAX_DISTANCE
+from tests.conftest import aws_client
 
-try:
-    from moto.server import ThreadedMotoServer
-except ImportError:  # pragma: no cover - a missing service fails CI rather than skipping
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("moto[server] is not installed", allow_module_level=True)
+# s3 and bucket (one of this test's own on the session's moto server) come from tests/conftest.py.
 
-REGION = "us-east-1"
 DEMO_LABEL = Label("Known Bad Content (demo)", "Explicit", 100.0, 2, "hashlist")
 KEY = "content/images/upload.jpg"
 
 
 def sample(name: str) -> bytes:
     return (SAMPLES_DIR / name).read_bytes()
-
-
-def make_client(endpoint_url: str, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(**config),
-    )
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Any:
-    return make_client(moto_endpoint)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> Iterator[str]:
-    name = f"hashlist-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
-    s3.delete_bucket(Bucket=name)
 
 
 @pytest.fixture
@@ -172,10 +128,8 @@ def test_object_over_limit_is_too_large(s3: Any, bucket: str) -> None:
 
 def test_unreachable_endpoint_is_retryable() -> None:
     # Given: a port nothing listens on
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}", retries={"max_attempts": 1}, connect_timeout=1)
+    port = free_port()
+    client = aws_client("s3", f"http://127.0.0.1:{port}", Config(retries={"max_attempts": 1}, connect_timeout=1))
     # When / Then
     with pytest.raises(RetryableError) as caught:
         read_image_bytes(client, ImageRef("any-bucket", KEY))

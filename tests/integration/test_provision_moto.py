@@ -3,56 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from pipeline import provision
 from pipeline.events import KeyFilter, ObjectEvent, parse_body
 from pipeline.settings import Settings
+from tests.conftest import delete_bucket
 
-try:
-    from moto.server import ThreadedMotoServer
-except ImportError:  # pragma: no cover - a missing service fails CI rather than skipping
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("moto[server] is not installed", allow_module_level=True)
+# s3 and sqs, clients for the session's moto server, come from tests/conftest.py.
 
-REGION = "us-east-1"
 #: Parse every key: the point is what S3 sent, not what the bridge would keep.
 ALL_KEYS = KeyFilter(prefix="", suffixes=())
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{server._server.server_port}"
-    server.stop()
-
-
-def make_client(service: str, endpoint_url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Any:
-    return make_client("s3", moto_endpoint)
-
-
-@pytest.fixture
-def sqs(moto_endpoint: str) -> Any:
-    return make_client("sqs", moto_endpoint)
 
 
 @pytest.fixture
@@ -71,10 +36,7 @@ def settings(s3: Any, sqs: Any) -> Iterator[Settings]:
             sqs.delete_queue(QueueUrl=url)
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if settings.bucket in buckets:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket):
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                s3.delete_object(Bucket=settings.bucket, Key=item["Key"], VersionId=item["VersionId"])
-        s3.delete_bucket(Bucket=settings.bucket)
+        delete_bucket(s3, settings.bucket)
 
 
 def attributes(sqs: Any, url: str) -> dict[str, str]:

@@ -8,13 +8,11 @@ endpoint variables exactly as ``up --local`` does; the report store is SQLite in
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 
 from bridge.dispatch import build_recheck, work_for
@@ -27,15 +25,10 @@ from pipeline.errors import ObjectGoneError, PermanentError
 from pipeline.events import ObjectEvent
 from pipeline.runtime import Runtime
 from pipeline.settings import DEMO_HASHLIST, Settings
+from tests.conftest import delete_bucket
 
-try:
-    from moto.server import ThreadedMotoServer
-except ImportError:  # pragma: no cover - a missing service fails CI rather than skipping
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("moto[server] is not installed", allow_module_level=True)
+# moto_endpoint, aws_env and the s3/sqs clients (for the tests' own checks) come from tests/conftest.py.
 
-REGION = "us-east-1"
 OWNER_TAGS = [{"Key": "team", "Value": "photos"}]
 BLOCK_TAG = {"Key": "BlockedContent", "Value": "true"}
 DEMO_LABEL = {
@@ -59,38 +52,15 @@ class FakeTask:
         raise AssertionError(f"unexpected retry: {kwargs}")
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{server._server.server_port}"
-    server.stop()
-
-
 @pytest.fixture
-def product_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """boto3's own variables aimed at moto; the product's client cache emptied around the test."""
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def product_env(aws_env: dict[str, str], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """boto3's own endpoint variables aimed at moto (``aws_env`` has the credentials and region);
+    the product's client cache emptied around the test."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
     aws._client.cache_clear()
     yield
     aws._client.cache_clear()
-
-
-@pytest.fixture
-def s3(product_env: None) -> Any:
-    return boto3.client("s3")
-
-
-@pytest.fixture
-def sqs(product_env: None) -> Any:
-    return boto3.client("sqs")
 
 
 @pytest.fixture
@@ -109,15 +79,12 @@ def settings(s3: Any, sqs: Any) -> Iterator[Settings]:
     review_url = sqs.create_queue(QueueName=settings.review_queue)["QueueUrl"]
     yield settings
     sqs.delete_queue(QueueUrl=review_url)
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=settings.bucket, Key=item["Key"], VersionId=item["VersionId"])
-    s3.delete_bucket(Bucket=settings.bucket)
+    delete_bucket(s3, settings.bucket)
 
 
 @pytest.fixture
-def rt(settings: Settings) -> Iterator[Runtime]:
-    """The process runtime for ``settings``: real detector, real clients, in-memory report store."""
+def rt(product_env: None, settings: Settings) -> Iterator[Runtime]:
+    """The process runtime for ``settings``: real detector, the product's own clients, in-memory report store."""
     rt = runtime_module.runtime(settings)
     yield rt
     rt.store.dispose()

@@ -2,59 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from pipeline.detectors.base import ImageRef
 from pipeline.errors import ObjectGoneError, TagLimitError
 from pipeline.tagging import MAX_TAGS, TagResult, ensure_tag, ensure_untagged, read_tags
 
-try:
-    from moto.server import ThreadedMotoServer
-except ImportError:  # pragma: no cover - a missing service fails CI rather than skipping
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("moto[server] is not installed", allow_module_level=True)
+# s3 and bucket (one of this test's own on the session's moto server) come from tests/conftest.py.
 
-REGION = "us-east-1"
 TAG_KEY = "BlockedContent"
 TAG_VALUE = "true"
 OWNER_TAGS = [{"Key": "team", "Value": "photos"}, {"Key": "cost-centre", "Value": "42"}]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{server._server.server_port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def bucket(s3: Any) -> Iterator[str]:
-    name = f"tagging-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
-    s3.delete_bucket(Bucket=name)
 
 
 @pytest.fixture

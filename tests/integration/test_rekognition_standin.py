@@ -14,7 +14,6 @@ import random
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,9 +27,10 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from pipeline.local.processes import free_port
+from tests.conftest import AWS_TEST_ENV, AWS_TEST_REGION, aws_client
 from tests.standins.rekognition import (
     MAX_S3_IMAGE_BYTES,
     MESSAGE_INVALID_FORMAT,
@@ -42,8 +42,8 @@ from tests.standins.rekognition import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
-DUMMY = "testing"
+REGION = AWS_TEST_REGION
+DUMMY = AWS_TEST_ENV["AWS_ACCESS_KEY_ID"]
 START_TIME = 1_700_000_000.0
 
 PNG_KEY = "content/images/photo.png"
@@ -99,9 +99,7 @@ ONE_ATTEMPT = {"mode": "standard", "total_max_attempts": 1}
 
 def rekognition_client(endpoint_url: str, *, validate: bool = True) -> Any:
     """A real boto3 Rekognition client on the stand-in, one attempt per call."""
-    config = Config(retries=ONE_ATTEMPT, parameter_validation=validate)
-    return boto3.client("rekognition", endpoint_url=endpoint_url, region_name=REGION,
-                        aws_access_key_id=DUMMY, aws_secret_access_key=DUMMY, config=config)
+    return aws_client("rekognition", endpoint_url, Config(retries=ONE_ATTEMPT, parameter_validation=validate))
 
 
 def s3_image(bucket: str, key: str, version: str | None = None) -> dict[str, Any]:
@@ -158,33 +156,8 @@ class FakeClock:
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_endpoint: str) -> Any:
-    """An S3 client on the moto server."""
-    return boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION,
-                        aws_access_key_id=DUMMY, aws_secret_access_key=DUMMY)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> Iterator[str]:
-    """A fresh bucket per test, emptied (every version) and deleted afterwards."""
-    name = f"standin-{uuid.uuid4().hex[:16]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=name, Key=version["Key"], VersionId=version["VersionId"])
-    s3.delete_bucket(Bucket=name)
+# moto_endpoint (a moto server for the whole session), s3 and bucket (one of this test's own)
+# come from tests/conftest.py.
 
 
 @pytest.fixture
@@ -668,7 +641,7 @@ def test_subprocess_mode_starts_answers_and_stops(tmp_path, moto_endpoint, bucke
     # Given: a rules file and an environment with no AWS settings
     rules_file = tmp_path / "rules.json"
     rules_file.write_text(json.dumps([{"sha256": sha256(objects[PNG_KEY]), "labels": EXPLICIT}]))
-    port = _free_port() if fixed_port else 0
+    port = free_port() if fixed_port else 0
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "config"),
                AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"))
@@ -697,13 +670,6 @@ def test_subprocess_mode_starts_answers_and_stops(tmp_path, moto_endpoint, bucke
     assert response["ModerationLabels"] == EXPLICIT
     assert (stats["calls"], stats["quota_per_second"]) == (1, 50.0)
     assert returncode == 0, log
-
-
-def _free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
