@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery, chain
 from celery.canvas import Signature
 
-from pipeline import decision
+from pipeline import outcomes
 from pipeline.app import DETECT_TASK, REPORT_TASK, TAG_TASK
 from pipeline.detectors.base import ImageRef
 
@@ -40,16 +40,16 @@ def build_chain(app: Celery, row: Any) -> Signature:
 def build_recheck(app: Celery, row: Any) -> Signature:
     """tag -> report from a stored blocked decision: the tag is read again from S3, never assumed."""
     detection = {"detector": row.detector or "", "model_version": row.model_version or "", "labels": row.labels or []}
-    result = {**work_for(row), "outcome": decision.BLOCKED, "detection": detection, "timings": {}, "recheck": True}
+    result = {**work_for(row), "outcome": outcomes.BLOCKED, "detection": detection, "timings": {}, "recheck": True}
     return chain(app.signature(TAG_TASK, args=(result,)), app.signature(REPORT_TASK))
 
 
 def plan(app: Celery, row: Any, *, created: bool, stale_after: float, now: datetime | None = None) -> Signature | None:
     """What to enqueue for ``row`` after an event for it arrived; None when nothing needs doing."""
-    if row.outcome == decision.PENDING:
+    if row.outcome == outcomes.PENDING:
         now = now or datetime.now(timezone.utc)
         stale = row.updated_at is None or now - row.updated_at >= timedelta(seconds=stale_after)
         return build_chain(app, row) if created or stale else None
-    if row.outcome == decision.BLOCKED:
+    if row.outcome == outcomes.BLOCKED:
         return build_recheck(app, row)
     return None

@@ -11,14 +11,9 @@ from dataclasses import dataclass
 
 from pipeline import taxonomy
 from pipeline.detectors.base import Label
+from pipeline.outcomes import BLOCKED, CLEAN
 from pipeline.settings import Settings
 
-CLEAN = "clean"
-BLOCKED = "blocked"
-FAILED = "failed"
-PENDING = "pending"
-DELETED = "deleted"
-TERMINAL = (CLEAN, BLOCKED, FAILED, DELETED)
 
 
 @dataclass(frozen=True)

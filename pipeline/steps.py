@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import decision
+from pipeline import decision, outcomes
 from pipeline.awserrors import classify_client_error
 from pipeline.detectors.base import Detection, ImageRef, Label
 from pipeline.errors import PipelineError, RetryableError
@@ -37,7 +37,7 @@ def detect(rt: Runtime, work: Result) -> Result:
 
 def tag(rt: Runtime, result: Result) -> Result:
     """Make sure a blocked image carries the block tag (merge-safe); others pass through."""
-    if result.get("outcome") != decision.BLOCKED:
+    if result.get("outcome") != outcomes.BLOCKED:
         return result
     started = time.perf_counter()
     tags = ensure_tag(rt.s3, ImageRef.from_dict(result["image"]), rt.settings.tag_key, rt.settings.tag_value)
@@ -51,10 +51,10 @@ def report(rt: Runtime, result: Result) -> Result:
     A re-check of a stored blocked decision (a duplicate delivery) changes nothing when the tag
     is in place: the row, its first decision time and the moderators' message stand.
     """
-    if result.get("recheck") and result["outcome"] == decision.BLOCKED:
+    if result.get("recheck") and result["outcome"] == outcomes.BLOCKED:
         log.info("re-checked block tag on %s: %s", result["work_id"], "rewritten" if result.get("tag_changed") else "in place")
-        return {"work_id": result["work_id"], "outcome": decision.BLOCKED}
-    if result["outcome"] == decision.BLOCKED:
+        return {"work_id": result["work_id"], "outcome": outcomes.BLOCKED}
+    if result["outcome"] == outcomes.BLOCKED:
         _send_review(rt, result)
     return _record(rt, result)
 
@@ -65,7 +65,7 @@ def report_without_review(rt: Runtime, result: Result, exc: PipelineError) -> Re
     The image is already tagged (hidden); the row is where moderators find it, and the error code
     says the message was not sent. A failure of the database itself propagates.
     """
-    if result["outcome"] != decision.BLOCKED:
+    if result["outcome"] != outcomes.BLOCKED:
         raise exc
     log.error("review message for %s not sent: %s %s", result["work_id"], exc.error_code, exc)
     error = {"code": f"ReviewNotSent:{exc.error_code}", "message": str(exc)[:2000]}
@@ -91,7 +91,7 @@ def _record(rt: Runtime, result: Result) -> Result:
 
 def failed(result: Result, exc: PipelineError) -> Result:
     """The result of a step that ended for good: outcome failed with the error's code."""
-    return {**result, "outcome": decision.FAILED, "error": {"code": exc.error_code, "message": str(exc)[:2000]}}
+    return {**result, "outcome": outcomes.FAILED, "error": {"code": exc.error_code, "message": str(exc)[:2000]}}
 
 
 def review_message(result: Result) -> dict[str, Any]:

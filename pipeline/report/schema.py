@@ -13,13 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-PENDING = "pending"
-CLEAN = "clean"
-BLOCKED = "blocked"
-FAILED = "failed"
-DELETED = "deleted"
-#: Every value ``images.outcome`` may take; the database enforces it with a CHECK constraint.
-OUTCOMES = (PENDING, CLEAN, BLOCKED, FAILED, DELETED)
+# Every value ``images.outcome`` may take; the database enforces it with a CHECK constraint.
+from pipeline.outcomes import DELETED, OUTCOMES, PENDING
 
 #: Lengths shared by the tables and the store (which truncates rather than fail a report write).
 WORK_ID_LENGTH = 64
@@ -109,4 +104,4 @@ malformed_messages = sa.Table(
     sa.Column("body_sha256", sa.String(64), nullable=False),
 )
 
-__all__ = ["OUTCOMES", "UTCDateTime", "as_utc", "images", "malformed_messages", "metadata"]
+__all__ = ["DELETED", "OUTCOMES", "PENDING", "UTCDateTime", "as_utc", "images", "malformed_messages", "metadata"]
