@@ -13,12 +13,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from pipeline import decision, outcomes
-from pipeline.awserrors import classify_client_error
+from pipeline.awserrors import translated_aws_errors
 from pipeline.detectors.base import Detection, ImageRef, Label
-from pipeline.errors import PipelineError, RetryableError
+from pipeline.errors import PipelineError
 from pipeline.runtime import Runtime
 from pipeline.tagging import ensure_tag
 
@@ -115,12 +113,8 @@ def review_message(result: Result) -> dict[str, Any]:
 
 def _send_review(rt: Runtime, result: Result) -> None:
     body = json.dumps(review_message(result), sort_keys=True)
-    try:
+    with translated_aws_errors():
         rt.sqs.send_message(QueueUrl=rt.review_queue_url, MessageBody=body)
-    except ClientError as exc:
-        raise classify_client_error(exc) from exc
-    except BotoCoreError as exc:
-        raise RetryableError(f"review queue: {exc}", code=type(exc).__name__) from exc
 
 
 def _log_decision(result: Result, row: Any) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from pipeline.awserrors import classify_client_error
+from pipeline.awserrors import translated_aws_errors
 from pipeline.detectors.base import ImageRef
 from pipeline.errors import ObjectGoneError, TagLimitError
 
@@ -55,10 +53,8 @@ def remove_tag(existing: TagSet, key: str) -> TagSet | None:
 
 def read_tags(s3: Any, image: ImageRef) -> TagSet:
     """The object version's current tag set."""
-    try:
+    with translated_aws_errors():
         return s3.get_object_tagging(**_target(image))["TagSet"]
-    except ClientError as exc:
-        raise classify_client_error(exc) from exc
 
 
 def ensure_tag(s3: Any, image: ImageRef, key: str, value: str) -> TagResult:
@@ -83,20 +79,16 @@ def ensure_untagged(s3: Any, image: ImageRef, key: str) -> TagResult:
 
 
 def _put_tags(s3: Any, image: ImageRef, tags: TagSet) -> None:
-    try:
+    with translated_aws_errors():
         s3.put_object_tagging(**_target(image), Tagging={"TagSet": tags})
-    except ClientError as exc:
-        raise classify_client_error(exc) from exc
 
 
 def _check_not_superseded(s3: Any, image: ImageRef) -> None:
     """In an unversioned bucket, refuse to tag bytes newer than the ones that were judged."""
     if image.version_id or not image.etag:
         return
-    try:
+    with translated_aws_errors():
         head = s3.head_object(Bucket=image.bucket, Key=image.key)
-    except ClientError as exc:
-        raise classify_client_error(exc) from exc
     if head["ETag"].strip('"') != image.etag.strip('"'):
         raise ObjectGoneError(
             f"s3://{image.bucket}/{image.key} was overwritten after the event; its new version has its own event",

@@ -10,11 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from pipeline.awserrors import classify_client_error
+from pipeline.awserrors import translated_aws_errors
 from pipeline.detectors.base import Detection, Detector, ImageRef, Label
-from pipeline.errors import RetryableError
 
 NAME = "rekognition"
 
@@ -43,14 +40,10 @@ class RekognitionDetector(Detector):
         s3_object = {"Bucket": image.bucket, "Name": image.key}
         if image.version_id:
             s3_object["Version"] = image.version_id
-        try:
+        with translated_aws_errors():
             return self._client.detect_moderation_labels(
                 Image={"S3Object": s3_object}, MinConfidence=self._min_confidence
             )
-        except ClientError as exc:
-            raise classify_client_error(exc) from exc
-        except BotoCoreError as exc:  # connection refused, read timeout, ...
-            raise RetryableError(f"rekognition: {exc}", code=type(exc).__name__) from exc
 
 
 def _label(item: dict[str, Any]) -> Label:
