@@ -99,14 +99,19 @@ class Bridge:
 
     def _hand_off(self, event: ObjectEvent) -> None:
         self.stats["events"] += 1
+        where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
         if event.kind == "removed":
-            self.store.mark_deleted(event.bucket, event.key, event.version_id)
+            marked = self.store.mark_deleted(event.bucket, event.key, event.version_id)
+            log.info("%s %s: %d row(s) marked deleted", event.event_name, where, marked)
             return
         row, created = self.store.upsert_pending(event)
         work = dispatch.plan(self.app, row, created=created, stale_after=self.stale_after)
-        if work is not None:
-            work.apply_async()
-            self.stats["enqueued"] += 1
+        if work is None:
+            log.info("%s %s: already %s, nothing to do", event.event_name, where, row.outcome)
+            return
+        work.apply_async()
+        self.stats["enqueued"] += 1
+        log.info("%s %s: enqueued %s", event.event_name, where, "re-check" if row.outcome != "pending" else "chain")
 
     def _dead_letter(self, message: dict[str, Any], exc: MalformedEventError) -> bool:
         self.stats["malformed"] += 1

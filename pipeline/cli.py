@@ -14,23 +14,21 @@ from pipeline.settings import Settings
 
 
 def _settings(**kwargs: Any) -> Settings:
-    try:
-        return Settings.from_env(**kwargs)
-    except ConfigurationError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    """Settings from the environment; a ConfigurationError reaches ``main``, which prints it (exit 2)."""
+    return Settings.from_env(**kwargs)
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM and SIGINT (Ctrl-C) both stop the foreground supervisors cleanly.
+def _stop_signals_as_interrupt() -> None:
+    """SIGTERM, SIGHUP (terminal closed) and SIGINT (Ctrl-C) all stop the supervisors cleanly.
 
     SIGINT is installed explicitly: a shell starts background jobs with it ignored.
     """
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _raise_interrupt)
 
 
 def main() -> None:
@@ -56,11 +54,15 @@ def up(local: bool) -> None:
     settings = _settings(local=local)
     _configure_logging(settings)
     stack = LocalStack(settings, dict(os.environ), local=local)
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     try:
         endpoints = stack.start()
+    except ConfigurationError:
+        raise
     except (PipelineError, RuntimeError, TimeoutError) as exc:
         raise click.ClickException(f"could not start: {exc}") from None
+    except KeyboardInterrupt:
+        sys.exit(130)
     _print_endpoints(endpoints, local)
     sys.exit(run_forever(stack))
 
@@ -73,7 +75,7 @@ def demo(timeout: float) -> None:
 
     settings = _settings(local=True)
     _configure_logging(settings)
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     sys.exit(run_demo(settings, dict(os.environ), timeout=timeout))
 
 
@@ -87,11 +89,9 @@ def worker(celery_args: tuple[str, ...]) -> None:
 
     settings = _settings()
     _configure_logging(settings)
-    try:
-        migrate.ensure_current(settings.database_url)
-        build_detector(settings, client=aws.client)  # fail now, not on the first task
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    migrate.ensure_current(settings.database_url)
+    build_detector(settings, client=aws.client)  # fail now, not on the first task
+    _resolve_queue(aws.client("sqs"), settings.review_queue, "PIPELINE_REVIEW_QUEUE")
     from pipeline.app import app
 
     queues = f"{settings.detect_queue},{settings.default_queue}"
@@ -110,15 +110,12 @@ def bridge() -> None:
 
     settings = _settings()
     _configure_logging(settings)
-    try:
-        migrate.ensure_current(settings.database_url)
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    migrate.ensure_current(settings.database_url)
     sqs = aws.client("sqs")
     Bridge(
         sqs=sqs,
-        queue_url=aws.queue_url(sqs, settings.events_queue),
-        dead_letter_url=aws.queue_url(sqs, settings.dead_letter_queue),
+        queue_url=_resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE"),
+        dead_letter_url=_resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE"),
         store=ReportStore.from_url(settings.database_url),
         app=app,
         key_filter=KeyFilter.from_settings(settings),
@@ -175,6 +172,23 @@ def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, pare
         click.echo(f"{entry.algorithm} {entry.hash}  {image}  -> {target}")
 
 
+def _resolve_queue(sqs: Any, name_or_url: str, variable: str) -> str:
+    """The queue's URL, checked at start-up so a wrong name fails now, naming its variable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pipeline import aws
+
+    try:
+        url = aws.queue_url(sqs, name_or_url)
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return url
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise ConfigurationError(f"{variable}={name_or_url}: {code or 'cannot use this queue'}") from None
+    except BotoCoreError as exc:
+        raise ConfigurationError(f"{variable}={name_or_url}: cannot reach SQS: {exc}") from None
+
+
 def _configure_logging(settings: Settings) -> None:
     from pipeline.logging_setup import configure
 
@@ -187,7 +201,7 @@ def _print_endpoints(endpoints: dict[str, str], local: bool) -> None:
         click.echo(f"  {name:<13} {where}")
     if local and "s3_sqs" in endpoints:
         url = endpoints["s3_sqs"]
-        click.echo("try it (AWS CLI; credentials: AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1):")
+        click.echo("try it (AWS CLI; credentials: AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1):")
         click.echo(f"  aws --endpoint-url {url} s3 cp image.jpg {endpoints.get('bucket', '')}image.jpg")
         bucket = endpoints.get("bucket", "s3://x/").removeprefix("s3://").split("/", 1)
         click.echo(f"  aws --endpoint-url {url} s3api get-object-tagging --bucket {bucket[0]} --key {bucket[1]}image.jpg")

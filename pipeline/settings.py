@@ -2,7 +2,7 @@
 
 Every variable starts with ``PIPELINE_``. AWS endpoints and the region are *not* read here:
 boto3 reads its own per-service variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SQS``,
-``AWS_ENDPOINT_URL_REKOGNITION``) and ``AWS_REGION`` itself, so S3 can be local while
+``AWS_ENDPOINT_URL_REKOGNITION``) and ``AWS_DEFAULT_REGION`` itself, so S3 can be local while
 Rekognition is real. A bad value raises :class:`ConfigurationError` naming the variable.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pipeline import taxonomy
 from pipeline.errors import ConfigurationError
 
 PREFIX = "PIPELINE_"
@@ -41,7 +42,7 @@ DEFAULT_STALE_AFTER = 600
 #: Redis transport: a task not acknowledged this long after delivery is delivered again.
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 
-DETECTORS = ("rekognition", "hashlist", "local")
+DETECTORS = ("rekognition", "hashlist")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
 DEMO_HASHLIST = str(Path(__file__).parent / "demo" / "known-bad-hashes.json")
 
@@ -110,6 +111,9 @@ class Settings:
             raise ConfigurationError(
                 f"PIPELINE_DETECTORS: unknown detector(s) {unknown or '(none given)'}; choose from {', '.join(DETECTORS)}"
             )
+        self._validate_categories()
+        if self.prefix.startswith("/"):
+            raise ConfigurationError("PIPELINE_PREFIX must not start with '/': S3 keys have no leading slash")
         if "hashlist" in self.detectors and not self.hashlist_path:
             raise ConfigurationError("PIPELINE_HASHLIST_PATH is required when PIPELINE_DETECTORS includes hashlist")
         if self.retry_backoff_max >= self.visibility_timeout:
@@ -123,6 +127,16 @@ class Settings:
             raise ConfigurationError("PIPELINE_FLOWER_PORT must be a TCP port (1-65535)")
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
+
+    def _validate_categories(self) -> None:
+        """A misspelt category would silently block nothing: accept only top-level taxonomy names."""
+        known = {name.casefold() for name in taxonomy.TOP_LEVEL}
+        unknown = [c for c in self.block_categories if c.casefold() not in known]
+        if unknown:
+            raise ConfigurationError(
+                f"PIPELINE_BLOCK_CATEGORIES: {', '.join(unknown)} not a top-level category; "
+                f"choose from {', '.join(taxonomy.TOP_LEVEL)}"
+            )
 
     @property
     def effective_broker_url(self) -> str:

@@ -44,30 +44,42 @@ def tag(rt: Runtime, result: Result) -> Result:
 
 
 def report(rt: Runtime, result: Result) -> Result:
-    """Record the decision; blocked images also go to the review queue (first, so none is lost).
+    """Record the decision; flagged images also go to the review queue (first, so none is lost).
 
+    Flagged means blocked, or failed after detection found blocking labels (the block tag could
+    not be written, e.g. ten owner tags): that image is still visible, so moderators must see it.
     A re-check of a stored blocked decision (a duplicate delivery) changes nothing when the tag
     is in place: the row, its first decision time and the moderators' message stand.
     """
     if result.get("recheck") and result["outcome"] == outcomes.BLOCKED:
         log.info("re-checked block tag on %s: %s", result["work_id"], "rewritten" if result.get("tag_changed") else "in place")
         return {"work_id": result["work_id"], "outcome": outcomes.BLOCKED}
-    if result["outcome"] == outcomes.BLOCKED:
+    if is_flagged(rt, result):
         _send_review(rt, result)
     return _record(rt, result)
+
+
+def is_flagged(rt: Runtime, result: Result) -> bool:
+    """Blocked, or failed although detection found labels that block."""
+    if result["outcome"] == outcomes.BLOCKED:
+        return True
+    detection = result.get("detection")
+    if result["outcome"] != outcomes.FAILED or not detection:
+        return False
+    return decision.decide(Detection.from_dict(detection).labels, rt.policy) == outcomes.BLOCKED
 
 
 def report_without_review(rt: Runtime, result: Result, exc: PipelineError) -> Result:
     """The last resort when ``report`` keeps failing: record the decision without the review message.
 
-    The image is already tagged (hidden); the row is where moderators find it, and the error code
-    says the message was not sent. A failure of the database itself propagates.
+    The row is where moderators find the image, and the error code says the message was not sent. A failure of the database itself propagates.
     """
-    if result["outcome"] != outcomes.BLOCKED:
+    if not is_flagged(rt, result):
         raise exc
     log.error("review message for %s not sent: %s %s", result["work_id"], exc.error_code, exc)
-    error = {"code": f"ReviewNotSent:{exc.error_code}", "message": str(exc)[:2000]}
-    return _record(rt, {**result, "error": error})
+    earlier = (result.get("error") or {}).get("code")
+    code = f"{earlier}+ReviewNotSent:{exc.error_code}" if earlier else f"ReviewNotSent:{exc.error_code}"
+    return _record(rt, {**result, "error": {"code": code, "message": str(exc)[:2000]}})
 
 
 def _record(rt: Runtime, result: Result) -> Result:
@@ -92,12 +104,20 @@ def failed(result: Result, exc: PipelineError) -> Result:
     return {**result, "outcome": outcomes.FAILED, "error": {"code": exc.error_code, "message": str(exc)[:2000]}}
 
 
+#: Review message types: blocked and tagged, or flagged but still visible (the tag could not be written).
+REVIEW_BLOCKED = "moderation.blocked"
+REVIEW_UNTAGGED = "moderation.flagged_untagged"
+
+
 def review_message(result: Result) -> dict[str, Any]:
-    """The JSON moderators receive for a blocked image."""
+    """The JSON moderators receive for a flagged image."""
     detection = result.get("detection") or {}
     image = result["image"]
+    blocked = result["outcome"] == outcomes.BLOCKED
     return {
-        "type": "moderation.blocked",
+        "type": REVIEW_BLOCKED if blocked else REVIEW_UNTAGGED,
+        "outcome": result["outcome"],
+        "error_code": (result.get("error") or {}).get("code"),
         "work_id": result["work_id"],
         "bucket": image["bucket"],
         "key": image["key"],

@@ -103,6 +103,8 @@ def decode_image(image_bytes: bytes) -> Image.Image:
         return ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as exc:
         raise UnsupportedImageError(f"image has too many pixels: {exc}", code="ImageTooLargeException") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise UnsupportedImageError("not a JPEG or PNG image") from exc
     except DECODE_ERRORS as exc:
         raise UnsupportedImageError(f"not a readable JPEG or PNG image: {exc}") from exc
 

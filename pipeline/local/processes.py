@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -24,6 +26,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when ``host:port`` can be bound right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for_port(port: int, *, timeout: float = START_TIMEOUT_SECONDS, proc: subprocess.Popen | None = None) -> None:
@@ -68,7 +80,8 @@ class Child:
         log = open(self.log_path, "ab")
         # A session of its own, so Ctrl-C in the terminal reaches only the supervisor, which stops children in order.
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
         return self
 
@@ -99,6 +112,22 @@ class Child:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
             pass
+
+
+#: Linux prctl option: the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies, even by SIGKILL (Linux only).
+
+    The children run in sessions of their own (so Ctrl-C reaches only the supervisor, which stops
+    them in order); without this a killed supervisor would leave them running.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def python_module(module: str, *args: str) -> list[str]:

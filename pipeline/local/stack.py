@@ -17,11 +17,13 @@ from typing import Any
 import boto3
 
 from pipeline import provision
+from pipeline.errors import ConfigurationError
 from pipeline.local.processes import (
     LOOPBACK,
     Child,
     free_port,
     moto_server_argv,
+    port_is_free,
     python_module,
     redis_server_argv,
     wait_for_http,
@@ -59,6 +61,7 @@ class LocalStack:
 
     def start(self) -> dict[str, str]:
         """Start every part; returns name -> where it listens."""
+        self.preflight()
         try:
             env = dict(self.base_env)
             if self.local:
@@ -74,6 +77,17 @@ class LocalStack:
             self.stop()
             raise
         return self.endpoints
+
+    def preflight(self) -> None:
+        """Catch what would make a child die right after start, while the error can name its variable."""
+        if "hashlist" in self.settings.detectors and self.settings.hashlist_path:
+            from pipeline.detectors.hashlist import HashList
+
+            HashList.load(self.settings.hashlist_path)
+        if self.with_flower and not port_is_free(self.settings.flower_port):
+            raise ConfigurationError(
+                f"PIPELINE_FLOWER_PORT={self.settings.flower_port}: {LOOPBACK}:{self.settings.flower_port} is already in use"
+            )
 
     def child_env(self) -> dict[str, str]:
         """The environment of every child: the user's, plus the local endpoints and settings."""

@@ -207,7 +207,12 @@ def test_report_rows_hold_labels_detector_and_timings(stack, decided):
 
 def test_review_queue_holds_exactly_the_flagged_images(stack, decided):
     messages = review_messages(stack["sqs"], stack["queues"].review_url)
-    assert sorted(m["key"] for m in messages) == sorted([PREFIX + "explicit.png", PREFIX + "user 7/holiday+photo é.JPG"])
+    assert sorted((m["key"], m["type"]) for m in messages) == sorted([
+        (PREFIX + "explicit.png", "moderation.blocked"),
+        (PREFIX + "user 7/holiday+photo é.JPG", "moderation.blocked"),
+        # flagged but the tag could not be written: still visible, so moderators get it too
+        (PREFIX + "ten-tags.jpg", "moderation.flagged_untagged"),
+    ])
     explicit = next(m for m in messages if m["key"].endswith("explicit.png"))
     assert explicit["bucket"] == stack["settings"].bucket
     assert explicit["work_id"] == decided[PREFIX + "explicit.png"].work_id

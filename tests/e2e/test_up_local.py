@@ -91,3 +91,25 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
     time.sleep(1)
     assert [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] == []
     assert len(children) >= 5  # redis, moto, worker (+ its pool), bridge, flower
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "supervisor-killed"])
+def test_nothing_outlives_the_supervisor(tmp_path: Path, sig: signal.Signals):
+    # Given: the local stack running
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIPELINE_"))}
+    env.update(PIPELINE_STATE_DIR=str(tmp_path / "state"), PIPELINE_FLOWER_PORT=str(free_port()))
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up", "--local"], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_line(proc, log, "flower ", START_TIMEOUT_SECONDS)
+        children = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        # When: the terminal closes (SIGHUP) or the supervisor is killed outright
+        proc.send_signal(sig)
+        proc.wait(60)
+    # Then: every process it started goes too
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert [p.pid for p in alive] == [], log.read_text()
+    assert len(gone) >= 5

@@ -229,7 +229,10 @@ def test_tag_limit_becomes_a_failed_report_with_labels(s3: Any, sqs: Any, rt: Ru
     assert (row.outcome, row.error_code) == ("failed", "TagLimitExceeded")
     assert row.labels == [DEMO_LABEL]
     assert stored_tags(s3, work["image"]) == owner
-    assert review_messages(sqs, rt.settings) == []
+    (message,) = review_messages(sqs, rt.settings)  # still visible: moderators must see it
+    assert (message["type"], message["outcome"], message["error_code"]) == (
+        "moderation.flagged_untagged", "failed", "TagLimitExceeded")
+    assert message["labels"] == [DEMO_LABEL]
 
 
 def test_deleted_version_fails_detection_as_gone(s3: Any, rt: Runtime) -> None:

@@ -246,13 +246,22 @@ def test_report_of_a_failed_tag_keeps_the_labels(rt: Runtime) -> None:
     use_detector(rt, FakeDetector(labels=(WEAPONS,)))
     detected = steps.detect(rt, pending_work(rt))
     result = steps.failed(detected, PermanentError("object already has 10 tags", code="TagLimitExceeded"))
-    # When
-    steps.report(rt, result)
+    # When (the review message it also needs is covered against SQS in test_steps_moto)
+    flagged = steps.is_flagged(rt, result)
+    steps._record(rt, result)
     # Then
+    assert flagged is True
     row = rt.store.get(result["work_id"])
     assert row is not None
     assert (row.outcome, row.error_code) == ("failed", "TagLimitExceeded")
     assert row.labels == [WEAPONS.to_dict()]
+
+
+def test_failures_without_blocking_labels_are_not_flagged(rt: Runtime) -> None:
+    use_detector(rt, FakeDetector(labels=(FAINT,)))
+    faint = steps.failed(steps.detect(rt, pending_work(rt)), PermanentError("gone", code="NoSuchKey"))
+    undetected = steps.failed(pending_work(rt), PermanentError("not an image", code="InvalidImageFormatException"))
+    assert (steps.is_flagged(rt, faint), steps.is_flagged(rt, undetected)) == (False, False)
 
 
 def test_report_for_an_unknown_work_id_raises(rt: Runtime) -> None:
@@ -282,6 +291,8 @@ def test_review_message_names_the_object_and_its_labels() -> None:
     assert decided_at.endswith("+00:00")
     assert message == {
         "type": "moderation.blocked",
+        "outcome": "blocked",
+        "error_code": None,
         "work_id": "w1",
         "bucket": "uploads",
         "key": "content/images/a.jpg",
