@@ -76,7 +76,11 @@ def demo(timeout: float) -> None:
     settings = _settings(local=True)
     _configure_logging(settings)
     _stop_signals_as_interrupt()
-    sys.exit(run_demo(settings, dict(os.environ), timeout=timeout))
+    try:
+        code = run_demo(settings, dict(os.environ), timeout=timeout)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
