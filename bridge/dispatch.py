@@ -1,7 +1,8 @@
 """Pure: a report row for an object event -> the Celery work to enqueue for it (or none).
 
 The bridge writes the ``pending`` row first; what it enqueues then depends on what the row says:
-- pending and new: the full chain detect -> tag -> report;
+- pending and new, or pending and the SQS message is a redelivery (its first hand-off may have
+  failed before the chain reached the broker): the full chain detect -> tag -> report;
 - pending and older than PIPELINE_STALE_AFTER (an earlier enqueue may have been lost with Redis or
   a crashed bridge): the full chain again; a younger one is in flight, so a duplicate adds nothing;
 - blocked: a duplicate delivery re-checks the block tag on the object's current tags (tag -> report);
@@ -44,12 +45,18 @@ def build_recheck(app: Celery, row: Any) -> Signature:
     return chain(app.signature(TAG_TASK, args=(result,)), app.signature(REPORT_TASK))
 
 
-def plan(app: Celery, row: Any, *, created: bool, stale_after: float, now: datetime | None = None) -> Signature | None:
-    """What to enqueue for ``row`` after an event for it arrived; None when nothing needs doing."""
+def plan(
+    app: Celery, row: Any, *, created: bool, stale_after: float, redelivered: bool = False, now: datetime | None = None
+) -> Signature | None:
+    """What to enqueue for ``row`` after an event for it arrived; None when nothing needs doing.
+
+    ``redelivered``: SQS delivered this message before (ApproximateReceiveCount > 1) without it
+    being deleted, so the earlier enqueue may not have happened; a second chain is harmless.
+    """
     if row.outcome == outcomes.PENDING:
         now = now or datetime.now(timezone.utc)
         stale = row.updated_at is None or now - row.updated_at >= timedelta(seconds=stale_after)
-        return build_chain(app, row) if created or stale else None
+        return build_chain(app, row) if created or redelivered or stale else None
     if row.outcome == outcomes.BLOCKED:
         return build_recheck(app, row)
     return None

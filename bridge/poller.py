@@ -88,16 +88,20 @@ class Bridge:
             events = parse_body(message["Body"], self.key_filter)
         except MalformedEventError as exc:
             return self._dead_letter(message, exc)
+        if not events:
+            log.info("message %s: nothing to do (test event, ignored event type, or key outside prefix/suffix)",
+                     message.get("MessageId"))
+        redelivered = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")) > 1
         try:
             for event in events:
-                self._hand_off(event)
+                self._hand_off(event, redelivered=redelivered)
         except Exception:  # database or broker down: leave the message for SQS to deliver again
             log.exception("could not hand off message %s; it will be delivered again", message.get("MessageId"))
             time.sleep(ERROR_PAUSE_SECONDS)
             return False
         return self._delete(message)
 
-    def _hand_off(self, event: ObjectEvent) -> None:
+    def _hand_off(self, event: ObjectEvent, *, redelivered: bool) -> None:
         self.stats["events"] += 1
         where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
         if event.kind == "removed":
@@ -105,7 +109,7 @@ class Bridge:
             log.info("%s %s: %d row(s) marked deleted", event.event_name, where, marked)
             return
         row, created = self.store.upsert_pending(event)
-        work = dispatch.plan(self.app, row, created=created, stale_after=self.stale_after)
+        work = dispatch.plan(self.app, row, created=created, redelivered=redelivered, stale_after=self.stale_after)
         if work is None:
             log.info("%s %s: already %s, nothing to do", event.event_name, where, row.outcome)
             return

@@ -274,7 +274,8 @@ def _parse_sns(envelope: dict[str, Any]) -> list[ObjectEvent]:
 def _parse_records(records: Any, source: str) -> list[ObjectEvent]:
     """Every record of an S3 notification; ignored event types drop out."""
     if not isinstance(records, list) or not records:
-        raise MalformedEventError(f"Records must be a non-empty array, got {_json_type(records)}")
+        got = "an empty array" if records == [] else _json_type(records)
+        raise MalformedEventError(f"Records must be a non-empty array, got {got}")
     events = []
     for index, record in enumerate(records):
         event = _parse_record(record, f"Records[{index}]", source)

@@ -98,6 +98,20 @@ def test_duplicate_event_for_a_young_pending_row_enqueues_nothing(app: Celery, a
     assert plan(app, row, created=False, stale_after=STALE_AFTER, now=NOW) is None
 
 
+def test_redelivered_message_for_a_young_pending_row_enqueues_the_chain(app: Celery) -> None:
+    # Given: the first hand-off wrote the row but may never have reached the broker
+    row = Row("pending", updated_at=NOW - timedelta(seconds=1))
+    # When
+    signature = plan(app, row, created=False, redelivered=True, stale_after=STALE_AFTER, now=NOW)
+    # Then
+    assert signature is not None and task_names(signature) == [DETECT_TASK, TAG_TASK, REPORT_TASK]
+
+
+@pytest.mark.parametrize("outcome", ["clean", "failed", "deleted"])
+def test_redelivery_of_a_decided_row_still_enqueues_nothing(app: Celery, outcome: str) -> None:
+    assert plan(app, Row(outcome), created=False, redelivered=True, stale_after=STALE_AFTER, now=NOW) is None
+
+
 @pytest.mark.parametrize(
     "updated_at",
     [NOW - timedelta(seconds=STALE_AFTER), NOW - timedelta(hours=5), None],

@@ -383,7 +383,7 @@ MALFORMED_INLINE = [
     ("JSON null", "null", "message body is JSON but not an object: got null"),
     ("deeply nested", "[" * 100_000, "message body is JSON nested too deeply"),
     ("empty object", "{}", UNKNOWN_SHAPE + "(top-level keys: none)"),
-    ("empty Records", '{"Records": []}', "Records must be a non-empty array, got an array"),
+    ("empty Records", '{"Records": []}', "Records must be a non-empty array, got an empty array"),
     ("Records null", '{"Records": null}', "Records must be a non-empty array, got null"),
     ("record not an object", '{"Records": [42]}', "Records[0] must be an object, got an integer 42"),
     ("eventName missing", put_record(eventName=None), "Records[0]: missing 'eventName'"),
