@@ -162,8 +162,12 @@ def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, pare
     """Add the perceptual hash of each IMAGE to the hash list (created if missing)."""
     from pathlib import Path
 
+    from pipeline import taxonomy
     from pipeline.detectors.hashlist import add_entry
 
+    if parent not in taxonomy.PARENTS:  # a misspelt parent would escape PIPELINE_BLOCK_CATEGORIES
+        raise click.BadParameter(f"{parent!r} is not in the moderation taxonomy; top-level categories: "
+                                 f"{', '.join(taxonomy.TOP_LEVEL)}", param_hint="--parent")
     target = list_path or _settings().hashlist_path
     if not target:
         raise click.UsageError("give --file or set PIPELINE_HASHLIST_PATH")
@@ -205,7 +209,8 @@ def _print_endpoints(endpoints: dict[str, str], local: bool) -> None:
         click.echo(f"  {name:<13} {where}")
     if local and "s3_sqs" in endpoints:
         url = endpoints["s3_sqs"]
-        click.echo("try it (AWS CLI; credentials: AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1):")
+        click.echo("try it with the AWS CLI (the moto server's credentials):")
+        click.echo("  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1")
         click.echo(f"  aws --endpoint-url {url} s3 cp image.jpg {endpoints.get('bucket', '')}image.jpg")
         bucket = endpoints.get("bucket", "s3://x/").removeprefix("s3://").split("/", 1)
         click.echo(f"  aws --endpoint-url {url} s3api get-object-tagging --bucket {bucket[0]} --key {bucket[1]}image.jpg")

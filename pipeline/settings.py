@@ -112,6 +112,8 @@ class Settings:
                 f"PIPELINE_DETECTORS: unknown detector(s) {unknown or '(none given)'}; choose from {', '.join(DETECTORS)}"
             )
         self._validate_categories()
+        if any(not suffix.startswith(".") for suffix in self.suffixes):
+            raise ConfigurationError(f"PIPELINE_SUFFIXES: each suffix starts with a dot, e.g. .jpg (got {','.join(self.suffixes)})")
         if self.prefix.startswith("/"):
             raise ConfigurationError("PIPELINE_PREFIX must not start with '/': S3 keys have no leading slash")
         if "hashlist" in self.detectors and not self.hashlist_path:

@@ -22,12 +22,21 @@ def _build_one(name: str, settings: Settings, client: Callable[[str], Any]) -> D
 
         return RekognitionDetector(client=client("rekognition"), min_confidence=settings.min_confidence)
     if name == "hashlist":
-        from pipeline.detectors.hashlist import HashList, HashListDetector
-
-        assert settings.hashlist_path  # validated by Settings
-        return HashListDetector(
-            HashList.load(settings.hashlist_path),
-            s3_client=client("s3"),
-            max_distance=settings.hashlist_max_distance,
-        )
+        return build_hashlist(settings, s3_client=client("s3"))
     raise ConfigurationError(f"PIPELINE_DETECTORS: detector {name!r} is not available in this installation")
+
+
+def build_hashlist(settings: Settings, *, s3_client: Any) -> Detector:
+    """The hash-list detector: loads and checks the list (PIPELINE_HASHLIST_PATH, _MAX_DISTANCE)."""
+    from pipeline.detectors.hashlist import HashList, HashListDetector, get_algorithm
+
+    assert settings.hashlist_path  # validated by Settings
+    hash_list = HashList.load(settings.hashlist_path)
+    for algorithm in {entry.algorithm for entry in hash_list.entries}:
+        bits = get_algorithm(algorithm).bits
+        if settings.hashlist_max_distance >= bits:
+            raise ConfigurationError(
+                f"PIPELINE_HASHLIST_MAX_DISTANCE={settings.hashlist_max_distance} would match every image "
+                f"against a {bits}-bit {algorithm} hash; use a value well under {bits // 2}"
+            )
+    return HashListDetector(hash_list, s3_client=s3_client, max_distance=settings.hashlist_max_distance)

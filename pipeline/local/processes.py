@@ -38,17 +38,18 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
-def wait_for_port(port: int, *, timeout: float = START_TIMEOUT_SECONDS, proc: subprocess.Popen | None = None) -> None:
-    """Block until something accepts connections on ``port``; raise if ``proc`` dies or time runs out."""
+def wait_for_port(port: int, *, host: str = LOOPBACK, timeout: float = START_TIMEOUT_SECONDS,
+                  proc: subprocess.Popen | None = None) -> None:
+    """Block until something accepts connections on ``host:port``; raise if ``proc`` dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
         with socket.socket() as sock:
-            if sock.connect_ex((LOOPBACK, port)) == 0:
+            if sock.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on {LOOPBACK}:{port} within {timeout:.0f}s")
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
 
 
 def wait_for_http(url: str, *, timeout: float = START_TIMEOUT_SECONDS) -> None:

@@ -80,14 +80,17 @@ class LocalStack:
 
     def preflight(self) -> None:
         """Catch what would make a child die right after start, while the error can name its variable."""
-        if "hashlist" in self.settings.detectors and self.settings.hashlist_path:
-            from pipeline.detectors.hashlist import HashList
+        if self.state_dir.exists() and not self.state_dir.is_dir():
+            raise ConfigurationError(f"PIPELINE_STATE_DIR={self.settings.state_dir}: not a directory")
+        if self.settings.broker_url:
+            check_broker(self.settings.broker_url)
+        if "hashlist" in self.settings.detectors:
+            from pipeline.detectors.factory import build_hashlist
 
-            HashList.load(self.settings.hashlist_path)
-        if self.with_flower and not port_is_free(self.settings.flower_port):
-            raise ConfigurationError(
-                f"PIPELINE_FLOWER_PORT={self.settings.flower_port}: {LOOPBACK}:{self.settings.flower_port} is already in use"
-            )
+            build_hashlist(self.settings, s3_client=None)
+        address, port = self.settings.flower_address, self.settings.flower_port
+        if self.with_flower and not port_is_free(port, address):
+            raise ConfigurationError(f"PIPELINE_FLOWER_PORT={port}: {address}:{port} cannot be bound (in use?)")
 
     def child_env(self) -> dict[str, str]:
         """The environment of every child: the user's, plus the local endpoints and settings."""
@@ -150,7 +153,7 @@ class LocalStack:
         self._spawn("bridge", python_module("pipeline", "bridge"), env)
         if self.with_flower:
             flower = self._spawn("flower", python_module("pipeline", "flower"), env)
-            wait_for_port(self.settings.flower_port, proc=flower.proc, timeout=60)
+            wait_for_port(self.settings.flower_port, host=self.settings.flower_address, proc=flower.proc, timeout=60)
             self.endpoints["flower"] = f"http://{self.settings.flower_address}:{self.settings.flower_port}"
         self.endpoints["database"] = self.settings.database_url
         self.endpoints["logs"] = str(self.state_dir / "logs")
@@ -159,6 +162,22 @@ class LocalStack:
         child = Child(name, argv, env, self.state_dir / "logs" / f"{name}.log").start()
         self.children.append(child)
         return child
+
+
+#: How long start-up waits for a configured broker before giving up.
+BROKER_CHECK_SECONDS = 5
+
+
+def check_broker(url: str) -> None:
+    """Fail start-up, naming PIPELINE_BROKER_URL, when the configured broker cannot be reached."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=BROKER_CHECK_SECONDS) as conn:
+            conn.ensure_connection(max_retries=1, timeout=BROKER_CHECK_SECONDS)
+    except Exception as exc:  # kombu raises the transport's own errors
+        safe = Connection(url).as_uri()  # hides the password
+        raise ConfigurationError(f"PIPELINE_BROKER_URL={safe}: cannot reach the broker: {exc}") from None
 
 
 def run_forever(stack: LocalStack, poll_seconds: float = 1.0) -> int:

@@ -16,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.errors import ConfigurationError
@@ -39,9 +40,9 @@ def _config(connection: Connection | None = None) -> Config:
 @contextmanager
 def _connect(url: str | Engine, *, transaction: bool) -> Iterator[Connection]:
     """A connection to ``url`` (or from an Engine, which the caller keeps and disposes)."""
-    engine = url if isinstance(url, Engine) else make_engine(url)
+    engine = url if isinstance(url, Engine) else _engine(url)
     try:
-        with engine.connect() as conn:
+        with _open(engine) as conn:
             if transaction:
                 # One transaction for the whole run: PostgreSQL and SQLite both roll back DDL.
                 with conn.begin():
@@ -51,6 +52,24 @@ def _connect(url: str | Engine, *, transaction: bool) -> Iterator[Connection]:
     finally:
         if engine is not url:
             engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    """The Engine for a configured URL; a URL that cannot work is a configuration error."""
+    try:
+        return make_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        hint = " (install the `postgres` extra for PostgreSQL)" if "psycopg" in str(exc) else ""
+        raise ConfigurationError(f"PIPELINE_DATABASE_URL is not usable: {exc}{hint}") from None
+
+
+def _open(engine: Engine) -> Connection:
+    """A connection; a database that cannot be reached at start-up is reported naming the variable."""
+    try:
+        return engine.connect()
+    except sa.exc.OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigurationError(f"PIPELINE_DATABASE_URL={where}: cannot open the report database: {exc.orig}") from None
 
 
 def upgrade(url: str | Engine, revision: str = "head") -> None:

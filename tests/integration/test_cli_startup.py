@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,14 +40,33 @@ def test_a_missing_queue_stops_start_up_naming_its_variable(pipeline_env, comman
         ({"PIPELINE_HASHLIST_PATH": "/nonexistent/list.json"}, "PIPELINE_HASHLIST_PATH='/nonexistent/list.json'"),
         ({"PIPELINE_BLOCK_CATEGORIES": "Explict"}, "PIPELINE_BLOCK_CATEGORIES: Explict not a top-level category"),
         ({"PIPELINE_MIN_CONFIDENCE": "abc"}, "PIPELINE_MIN_CONFIDENCE='abc' is invalid"),
+        ({"PIPELINE_DATABASE_URL": "notaurl"}, "PIPELINE_DATABASE_URL is not usable"),
+        ({"PIPELINE_DATABASE_URL": "sqlite:////nonexistent/dir/x.db"},
+         "PIPELINE_DATABASE_URL=sqlite:////nonexistent/dir/x.db: cannot open the report database"),
+        ({"PIPELINE_DATABASE_URL": "postgresql+psycopg://moderator:s3cret@127.0.0.1:1/x"},
+         "PIPELINE_DATABASE_URL=postgresql+psycopg://moderator:***@127.0.0.1:1/x: cannot open the report database"),
+        ({"PIPELINE_BROKER_URL": "redis://:s3cret@127.0.0.1:1/0"},
+         "PIPELINE_BROKER_URL=redis://:**@127.0.0.1:1/0: cannot reach the broker"),
+        ({"PIPELINE_STATE_DIR": __file__}, "not a directory"),
+        ({"PIPELINE_HASHLIST_MAX_DISTANCE": "64"}, "PIPELINE_HASHLIST_MAX_DISTANCE=64 would match every image"),
     ],
 )
 def test_up_local_refuses_bad_settings_before_starting_anything(pipeline_env, extra, message):
     env = {k: v for k, v in pipeline_env.items() if not k.startswith("PIPELINE_BROKER")} | extra
     done = run_pipeline(env, "up", "--local")
-    assert done.returncode == 2
+    assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+    assert "s3cret" not in done.stderr  # passwords never reach the terminal or logs
     assert "is up" not in done.stdout
+
+
+def test_hashlist_add_refuses_a_parent_outside_the_taxonomy(tmp_path, pipeline_env):
+    image = Path(__file__).resolve().parents[2] / "pipeline" / "demo" / "samples" / "sunset.jpg"
+    target = tmp_path / "list.json"
+    done = run_pipeline(pipeline_env, "hashlist", "add", str(image), "--file", str(target), "--parent", "Explict")
+    assert done.returncode == 2
+    assert "'Explict' is not in the moderation taxonomy" in done.stderr
+    assert not target.exists()
 
 
 def test_up_local_refuses_a_flower_port_in_use(pipeline_env):
@@ -56,4 +76,4 @@ def test_up_local_refuses_a_flower_port_in_use(pipeline_env):
         port = taken.getsockname()[1]
         done = run_pipeline({**pipeline_env, "PIPELINE_FLOWER_PORT": str(port)}, "up", "--local")
     assert done.returncode == 2
-    assert f"PIPELINE_FLOWER_PORT={port}: {LOOPBACK}:{port} is already in use" in done.stderr
+    assert f"PIPELINE_FLOWER_PORT={port}: {LOOPBACK}:{port} cannot be bound (in use?)" in done.stderr
