@@ -110,7 +110,8 @@ class LocalStack:
     def client(self, service: str) -> Any:
         """A boto3 client for the local moto server."""
         return boto3.client(service, endpoint_url=self.endpoints["s3_sqs"], region_name=LOCAL_AWS_ENV["AWS_REGION"],
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+                            aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"])
 
     def dead_children(self) -> list[Child]:
         """Children that exited on their own."""
