@@ -7,4 +7,3 @@ FAILED = "failed"  #: could not be judged or tagged; ``error_code`` says why
 DELETED = "deleted"  #: the object was removed
 
 OUTCOMES = (PENDING, CLEAN, BLOCKED, FAILED, DELETED)
-TERMINAL = (CLEAN, BLOCKED, FAILED, DELETED)

@@ -152,13 +152,14 @@ class Settings:
         return new
 
 
+def local_database_url(state_dir: str | Path) -> str:
+    """The local stack's default report database: a SQLite file in its state directory."""
+    return f"sqlite:///{Path(state_dir).resolve() / 'pipeline.db'}"
+
+
 def _local_defaults(env: Mapping[str, str]) -> dict[str, Any]:
     state_dir = env.get(PREFIX + "STATE_DIR") or Settings.state_dir
-    return {
-        "detectors": ("hashlist",),
-        "hashlist_path": DEMO_HASHLIST,
-        "database_url": f"sqlite:///{Path(state_dir).resolve() / 'pipeline.db'}",
-    }
+    return {"detectors": ("hashlist",), "hashlist_path": DEMO_HASHLIST, "database_url": local_database_url(state_dir)}
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -217,4 +218,4 @@ def documented_variables() -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["Settings", "documented_variables"]
+__all__ = ["Settings", "documented_variables", "local_database_url"]

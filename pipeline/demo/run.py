@@ -18,7 +18,7 @@ from pipeline.detectors.base import ImageRef
 from pipeline.local.processes import free_port
 from pipeline.local.stack import LocalStack
 from pipeline.report.store import ImageRow, ReportStore
-from pipeline.settings import Settings
+from pipeline.settings import Settings, local_database_url
 from pipeline.tagging import read_tags
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -140,11 +140,7 @@ def _format(table: list[tuple[str, ...]]) -> list[str]:
 def _demo_settings(settings: Settings, state: Path) -> Settings:
     """A fresh state directory (and SQLite file, unless a database was configured) and a free Flower port."""
     changes: dict[str, Any] = {"state_dir": str(state), "flower_port": free_port()}
-    if settings.database_url == _local_db(settings):
-        changes["database_url"] = f"sqlite:///{state / 'pipeline.db'}"
+    if settings.database_url == local_database_url(settings.state_dir):
+        changes["database_url"] = local_database_url(state)
     return settings.replace(**changes)
-
-
-def _local_db(settings: Settings) -> str:
-    return f"sqlite:///{Path(settings.state_dir).resolve() / 'pipeline.db'}"
 
