@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 # Every value ``images.outcome`` may take; the database enforces it with a CHECK constraint.
-from pipeline.outcomes import DELETED, OUTCOMES, PENDING
+from pipeline.outcomes import DELETED, OUTCOMES, PENDING, SUPERSEDED
 
 #: Lengths shared by the tables and the store (which truncates rather than fail a report write).
 WORK_ID_LENGTH = 64
@@ -104,4 +104,4 @@ malformed_messages = sa.Table(
     sa.Column("body_sha256", sa.String(64), nullable=False),
 )
 
-__all__ = ["DELETED", "OUTCOMES", "PENDING", "UTCDateTime", "as_utc", "images", "malformed_messages", "metadata"]
+__all__ = ["DELETED", "OUTCOMES", "PENDING", "SUPERSEDED", "UTCDateTime", "as_utc", "images", "malformed_messages", "metadata"]

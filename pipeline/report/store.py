@@ -24,11 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from pipeline.errors import RetryableError
+from pipeline.events import sequencer_order
 from pipeline.report.schema import (
     DELETED,
     ERROR_CODE_LENGTH,
     OUTCOMES,
     PENDING,
+    SUPERSEDED,
     as_utc,
     images,
     malformed_messages,
@@ -38,6 +40,8 @@ from pipeline.report.schema import (
 MAX_ERROR_MESSAGE = 2000
 #: How long a SQLite connection waits for another process's write lock before giving up, ms.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Outcomes a late decision never replaces: the object version is gone either way.
+STICKY_OUTCOMES = (DELETED, SUPERSEDED)
 #: Error code carried by the RetryableError raised when the database cannot be reached.
 DATABASE_UNAVAILABLE = "DatabaseUnavailable"
 #: Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (see make_engine).
@@ -278,7 +282,8 @@ class ReportStore:
 
         Idempotent: repeating the same decision leaves the row as it is (``decided_at`` keeps the
         first time), so a task delivered twice changes nothing. A row whose object was deleted
-        while it was being judged stays ``deleted``; the labels and error are still kept.
+        (or overwritten by a newer upload) while it was being judged stays ``deleted``
+        (``superseded``); the labels and error are still kept.
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -295,8 +300,8 @@ class ReportStore:
             current = self._select_one(conn, work_id, for_update=True)
             if current is None:
                 raise KeyError(work_id)
-            if current.outcome == "deleted":
-                decision["outcome"] = "deleted"
+            if current.outcome in STICKY_OUTCOMES:
+                decision["outcome"] = current.outcome
             if _same_decision(current, decision) and current.decided_at is not None:
                 return current
             now = _now()
@@ -323,18 +328,82 @@ class ReportStore:
             raise KeyError(work_id)
         return int(attempts)
 
-    def mark_deleted(self, bucket: str, key: str, version_id: str | None = None) -> int:
+    def mark_deleted(self, bucket: str, key: str, version_id: str | None = None, *, sequencer: str | None = None) -> int:
         """Mark rows of a deleted object ``deleted``; return how many rows changed.
 
-        With ``version_id`` only that version, else every version of the key. Rows already
-        ``deleted`` are left alone, so a repeated delete event returns 0.
+        With ``version_id`` only that version, else every row of the key. A delete that carries a
+        ``sequencer`` (real S3 does) spares rows of later uploads to the key: a delete delivered
+        after a newer upload must not hide the newer decision. Rows without a sequencer (moto
+        sends none) cannot be ordered and are marked. Rows already ``deleted`` are left alone,
+        so a repeated delete event returns 0.
         """
         condition = sa.and_(images.c.bucket == bucket, images.c.key == key, images.c.outcome != DELETED)
         if version_id is not None:
             condition = sa.and_(condition, images.c.version_id == version_id)
-        statement = images.update().where(condition).values(outcome=DELETED, updated_at=_now())
         with self._write() as conn:
+            rows = conn.execute(sa.select(images.c.id, images.c.sequencer).where(condition)).all()
+            ids = [row.id for row in rows if not _is_later(row.sequencer, sequencer)]
+            if not ids:
+                return 0
+            statement = images.update().where(images.c.id.in_(ids)).values(outcome=DELETED, updated_at=_now())
             return conn.execute(statement).rowcount
+
+    def newer_upload_exists(self, bucket: str, key: str, sequencer: str | None) -> bool:
+        """True when a row for a later upload to this unversioned key exists (by S3's sequencer)."""
+        if sequencer is None:
+            return False
+        condition = sa.and_(images.c.bucket == bucket, images.c.key == key, images.c.version_id.is_(None),
+                            images.c.sequencer.is_not(None))
+        with self._read() as conn:
+            others = conn.execute(sa.select(images.c.sequencer).where(condition)).scalars().all()
+        return any(_is_later(other, sequencer) for other in others)
+
+    # -- liveness: attempts and the sweeper -----------------------------------------------
+
+    def start_attempt(self, work_id: str) -> ImageRow | None:
+        """A task is about to judge ``work_id``: count the attempt and refresh ``updated_at``.
+
+        Returns the row when it is still ``pending``; None when it is decided already (a second
+        chain for the same work, e.g. re-enqueued by the sweeper while the first was running) or
+        unknown, so the caller can skip the detector call.
+        """
+        statement = (
+            images.update()
+            .where(images.c.work_id == work_id, images.c.outcome == PENDING)
+            .values(attempts=images.c.attempts + 1, updated_at=_now())
+            .returning(*images.c)
+        )
+        with self._write() as conn:
+            row = conn.execute(statement).first()
+        return None if row is None else ImageRow.from_mapping(row._mapping)
+
+    def claim_stale(self, older_than: datetime, limit: int) -> list[ImageRow]:
+        """Claim up to ``limit`` pending rows not updated since ``older_than``, oldest first.
+
+        Claiming refreshes ``updated_at``, in one UPDATE that re-checks the condition, so two
+        sweepers running at once never both claim a row, and a row claimed now is not claimed
+        again before another ``stale_after`` has passed.
+        """
+        if limit <= 0:
+            return []
+        stale = sa.and_(images.c.outcome == PENDING, images.c.updated_at < as_utc(older_than))
+        oldest = sa.select(images.c.id).where(stale).order_by(images.c.updated_at, images.c.id).limit(limit)
+        statement = (
+            images.update()
+            .where(images.c.id.in_(oldest.scalar_subquery()), stale)
+            .values(updated_at=_now())
+            .returning(*images.c)
+        )
+        with self._write() as conn:
+            rows = [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement)]
+        return sorted(rows, key=lambda row: row.id)
+
+    def pending_summary(self) -> tuple[int, datetime | None]:
+        """(number of pending rows, the oldest pending ``updated_at`` or None)."""
+        statement = sa.select(sa.func.count(), sa.func.min(images.c.updated_at)).where(images.c.outcome == PENDING)
+        with self._read() as conn:
+            count, oldest = conn.execute(statement).one()
+        return int(count), None if oldest is None else as_utc(_parse_db_time(oldest))
 
     def find(
         self,
@@ -395,6 +464,21 @@ class ReportStore:
             statement = statement.with_for_update()
         row = conn.execute(statement).first()
         return None if row is None else ImageRow.from_mapping(row._mapping)
+
+
+def _is_later(sequencer: str | None, than: str | None) -> bool:
+    """True when S3 sequencer ``sequencer`` orders after ``than``; False when either is unknown."""
+    if sequencer is None or than is None:
+        return False
+    try:
+        return sequencer_order(sequencer) > sequencer_order(than)
+    except ValueError:  # not a sequencer (a hand-edited row): cannot order it
+        return False
+
+
+def _parse_db_time(value: datetime | str) -> datetime:
+    """MIN() over a SQLite text column returns text, not the column type's datetime."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def _same_decision(row: ImageRow, decision: Mapping[str, Any]) -> bool:

@@ -82,14 +82,14 @@ def test_upgrade_from_empty_to_head(db_url: str) -> None:
     migrate.upgrade(db_url)
 
     # Then
-    assert migrate.current_revision(db_url) == migrate.head_revision() == "0001"
+    assert migrate.current_revision(db_url) == migrate.head_revision() == "0002"
     assert {"images", "malformed_messages", "alembic_version"} <= table_names(db_url)
 
 
 def test_ensure_current_fails_before_upgrade_and_passes_after(db_url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         migrate.ensure_current(db_url)
-    assert str(info.value) == "report database at revision none, expected 0001: run `pipeline migrate`"
+    assert str(info.value) == "report database at revision none, expected 0002: run `pipeline migrate`"
 
     migrate.upgrade(db_url)
 
@@ -426,7 +426,7 @@ def test_counts_by_outcome(store: ReportStore) -> None:
 
     counts = store.counts_by_outcome()
 
-    assert counts == {"pending": 1, "clean": 2, "blocked": 1, "failed": 1, "deleted": 0}
+    assert counts == {"pending": 1, "clean": 2, "blocked": 1, "failed": 1, "deleted": 0, "superseded": 0}
 
 
 # -- time zones ---------------------------------------------------------------------------
