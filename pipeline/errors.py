@@ -12,6 +12,7 @@
          +- UnsupportedImageError  not an image, truncated, too large, too small
          +- TagLimitError          blocking would need more than S3's 10 tags
          +- AccessDeniedError      the pipeline's role may not read or tag the object
+         +- BucketNotAllowedError  the event names a bucket outside PIPELINE_ALLOWED_BUCKETS
 
 AWS ``ClientError`` is caught only in the thin client modules (detectors, tagging, report) and
 turned into one of these; Celery tasks retry ``RetryableError`` and record ``PermanentError``.
@@ -84,3 +85,9 @@ class AccessDeniedError(PermanentError):
     """The pipeline's credentials may not perform the call."""
 
     default_code = "AccessDenied"
+
+
+class BucketNotAllowedError(PermanentError):
+    """Work for a bucket outside PIPELINE_ALLOWED_BUCKETS: refused, never read or tagged."""
+
+    default_code = "BucketNotAllowed"

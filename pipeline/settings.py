@@ -40,7 +40,15 @@ DEFAULT_RETRY_BACKOFF_MAX = 300
 #: A pending row older than this, seconds, is taken to have lost its task and is enqueued again.
 DEFAULT_STALE_AFTER = 600
 #: Redis transport: a task not acknowledged this long after delivery is delivered again.
+#: It must outlast the longest retry countdown (Celery holds an ETA task unacknowledged until it
+#: runs); a worker killed outright gives its task back after this long, or sooner via the sweeper.
 DEFAULT_VISIBILITY_TIMEOUT = 3600
+#: Seconds between two sweeper runs (the ``pipeline beat`` schedule).
+DEFAULT_SWEEP_INTERVAL = 60
+#: Most rows one sweeper run re-enqueues; the rest wait for the next run (and the backlog cap).
+DEFAULT_SWEEP_BATCH = 500
+#: The bridge stops receiving while this many tasks wait in the broker's detect queue.
+DEFAULT_BACKLOG_HIGH_WATER = 1000
 
 DETECTORS = ("rekognition", "hashlist")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
@@ -74,6 +82,11 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     stale_after: int = DEFAULT_STALE_AFTER
+    sweep_interval: int = DEFAULT_SWEEP_INTERVAL
+    sweep_batch: int = DEFAULT_SWEEP_BATCH
+    backlog_high_water: int = DEFAULT_BACKLOG_HIGH_WATER
+    #: Buckets whose events are accepted; empty means PIPELINE_BUCKET only. Others are refused.
+    allowed_buckets: tuple[str, ...] = ()
     detect_queue: str = "detect"
     default_queue: str = "pipeline"
     flower_address: str = "127.0.0.1"
@@ -123,12 +136,24 @@ class Settings:
         for name in ("max_retries", "hashlist_max_distance", "stale_after", "retry_backoff_max"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
+        self._validate_liveness()
         if self.visibility_timeout <= 0:
             raise ConfigurationError("PIPELINE_VISIBILITY_TIMEOUT must be positive")
         if not 0 < self.flower_port < 65536:
             raise ConfigurationError("PIPELINE_FLOWER_PORT must be a TCP port (1-65535)")
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
+
+    def _validate_liveness(self) -> None:
+        """The sweeper must not take a task waiting out its back-off for a lost one."""
+        for name in ("sweep_interval", "sweep_batch", "backlog_high_water"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive")
+        if self.stale_after <= self.retry_backoff_max:
+            raise ConfigurationError(
+                f"PIPELINE_STALE_AFTER ({self.stale_after}) must be longer than PIPELINE_RETRY_BACKOFF_MAX "
+                f"({self.retry_backoff_max}): a task waiting to retry would be taken for a lost one"
+            )
 
     def _validate_categories(self) -> None:
         """A misspelt category would silently block nothing: accept only top-level taxonomy names."""
@@ -139,6 +164,11 @@ class Settings:
                 f"PIPELINE_BLOCK_CATEGORIES: {', '.join(unknown)} not a top-level category; "
                 f"choose from {', '.join(taxonomy.TOP_LEVEL)}"
             )
+
+    @property
+    def effective_allowed_buckets(self) -> tuple[str, ...]:
+        """The buckets whose events the bridge accepts and whose objects workers touch."""
+        return self.allowed_buckets or (self.bucket,)
 
     @property
     def effective_broker_url(self) -> str:
@@ -195,6 +225,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_backoff_max": _int,
     "visibility_timeout": _int,
     "stale_after": _int,
+    "sweep_interval": _int,
+    "sweep_batch": _int,
+    "backlog_high_water": _int,
+    "allowed_buckets": _csv,
     "flower_port": _int,
     "log_level": _log_level,
 }

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipeline import decision, outcomes
-from pipeline.awserrors import translated_aws_errors
+from pipeline.awserrors import SUPERSEDED_CODE, translated_aws_errors
 from pipeline.detectors.base import Detection, ImageRef, Label
-from pipeline.errors import PipelineError
+from pipeline.errors import BucketNotAllowedError, ObjectGoneError, PipelineError
 from pipeline.runtime import Runtime
 from pipeline.tagging import ensure_tag
 
@@ -26,8 +26,19 @@ Result = dict[str, Any]
 
 
 def detect(rt: Runtime, work: Result) -> Result:
-    """Run the configured detector(s) and decide; raises PipelineError on failure."""
-    detection = rt.detector.detect(ImageRef.from_dict(work["image"]))
+    """Run the configured detector(s) and decide; raises PipelineError on failure.
+
+    The attempt is counted on the row first, which also tells the sweeper the work is alive. A
+    row that is no longer pending (a second chain for work already decided) skips the detector:
+    no second Rekognition call, and the rest of the chain passes it through.
+    """
+    image = ImageRef.from_dict(work["image"])
+    check_bucket(rt, image.bucket)
+    row = rt.store.start_attempt(work["work_id"])
+    if row is None:
+        log.info("work %s is decided already (or unknown); skipping detection", work["work_id"])
+        return {**work, "skipped": True}
+    detection = rt.detector.detect(image)
     outcome = decision.decide(detection.labels, rt.policy)
     return {**work, "outcome": outcome, "detection": detection.to_dict(),
             "timings": {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}}
@@ -35,8 +46,9 @@ def detect(rt: Runtime, work: Result) -> Result:
 
 def tag(rt: Runtime, result: Result) -> Result:
     """Make sure a blocked image carries the block tag (merge-safe); others pass through."""
-    if result.get("outcome") != outcomes.BLOCKED:
+    if result.get("outcome") != outcomes.BLOCKED or result.get("skipped"):
         return result
+    check_bucket(rt, result["image"]["bucket"])
     started = time.perf_counter()
     tags = ensure_tag(rt.s3, ImageRef.from_dict(result["image"]), rt.settings.tag_key, rt.settings.tag_value)
     timings = {**result.get("timings", {}), "tag_ms": round((time.perf_counter() - started) * 1000, 3)}
@@ -51,6 +63,8 @@ def report(rt: Runtime, result: Result) -> Result:
     A re-check of a stored blocked decision (a duplicate delivery) changes nothing when the tag
     is in place: the row, its first decision time and the moderators' message stand.
     """
+    if result.get("skipped"):
+        return {"work_id": result["work_id"], "outcome": None, "skipped": True}
     if result.get("recheck") and result["outcome"] == outcomes.BLOCKED:
         log.info("re-checked block tag on %s: %s", result["work_id"], "rewritten" if result.get("tag_changed") else "in place")
         return {"work_id": result["work_id"], "outcome": outcomes.BLOCKED}
@@ -99,9 +113,34 @@ def _record(rt: Runtime, result: Result) -> Result:
     return {"work_id": result["work_id"], "outcome": row.outcome}
 
 
+#: Error codes that mean the object version is gone (deleted before it was judged or tagged).
+GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+
+
 def failed(result: Result, exc: PipelineError) -> Result:
-    """The result of a step that ended for good: outcome failed with the error's code."""
-    return {**result, "outcome": outcomes.FAILED, "error": {"code": exc.error_code, "message": str(exc)[:2000]}}
+    """The result of a step that ended for good, with the error's code.
+
+    The outcome is ``failed``, except when the object itself is gone: deleted before it was
+    judged (``deleted``), or overwritten in place by a newer upload, which its own event judges
+    (``superseded``). Neither leaves anything visible to hide.
+    """
+    return {**result, "outcome": outcome_for(exc), "error": {"code": exc.error_code, "message": str(exc)[:2000]}}
+
+
+def outcome_for(exc: PipelineError) -> str:
+    """The terminal outcome for an error that ended a chain."""
+    if isinstance(exc, ObjectGoneError):
+        if exc.error_code == SUPERSEDED_CODE:
+            return outcomes.SUPERSEDED
+        if exc.error_code in GONE_CODES:
+            return outcomes.DELETED
+    return outcomes.FAILED
+
+
+def check_bucket(rt: Runtime, bucket: str) -> None:
+    """Refuse work for a bucket outside PIPELINE_ALLOWED_BUCKETS (a forged or misrouted message)."""
+    if bucket not in rt.settings.effective_allowed_buckets:
+        raise BucketNotAllowedError(f"bucket {bucket!r} is not in PIPELINE_ALLOWED_BUCKETS")
 
 
 #: Review message types: blocked and tagged, or flagged but still visible (the tag could not be written).

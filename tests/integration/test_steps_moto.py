@@ -235,7 +235,7 @@ def test_tag_limit_becomes_a_failed_report_with_labels(s3: Any, sqs: Any, rt: Ru
     assert message["labels"] == [DEMO_LABEL]
 
 
-def test_deleted_version_fails_detection_as_gone(s3: Any, rt: Runtime) -> None:
+def test_a_version_deleted_before_detection_is_recorded_deleted(s3: Any, rt: Runtime) -> None:
     # Given: the version was deleted before the worker got to it
     work = upload(s3, rt, "meadow.jpg")
     image = ImageRef.from_dict(work["image"])
@@ -248,7 +248,7 @@ def test_deleted_version_fails_detection_as_gone(s3: Any, rt: Runtime) -> None:
     # Then
     assert caught.value.error_code == "NoSuchVersion"
     row = rt.store.get(work["work_id"])
-    assert (row.outcome, row.error_code) == ("failed", "NoSuchVersion")
+    assert (row.outcome, row.error_code) == ("deleted", "NoSuchVersion")
 
 
 def test_missing_review_queue_still_records_the_blocked_decision(s3: Any, sqs: Any, rt: Runtime) -> None:

@@ -45,6 +45,9 @@ def test_defaults() -> None:
     assert settings.retry_backoff_max == 300
     assert settings.visibility_timeout == 3600
     assert settings.stale_after == 600
+    assert (settings.sweep_interval, settings.sweep_batch, settings.backlog_high_water) == (60, 500, 1000)
+    assert settings.allowed_buckets == ()
+    assert settings.effective_allowed_buckets == ("moderation-uploads",)
     assert (settings.detect_queue, settings.default_queue) == ("detect", "pipeline")
     assert (settings.flower_address, settings.flower_port) == ("127.0.0.1", 5555)
     assert settings.log_level == "INFO"
@@ -75,6 +78,10 @@ VARIABLES: list[tuple[str, str, Any, dict[str, str]]] = [
     ("PIPELINE_RETRY_BACKOFF_MAX", "60", 60, {}),
     ("PIPELINE_VISIBILITY_TIMEOUT", "7200", 7200, {}),
     ("PIPELINE_STALE_AFTER", "900", 900, {}),
+    ("PIPELINE_SWEEP_INTERVAL", "15", 15, {}),
+    ("PIPELINE_SWEEP_BATCH", "50", 50, {}),
+    ("PIPELINE_BACKLOG_HIGH_WATER", "200", 200, {}),
+    ("PIPELINE_ALLOWED_BUCKETS", "team-a, team-b", ("team-a", "team-b"), {}),
     ("PIPELINE_DETECT_QUEUE", "gpu", "gpu", {}),
     ("PIPELINE_DEFAULT_QUEUE", "light", "light", {}),
     ("PIPELINE_FLOWER_ADDRESS", "0.0.0.0", "0.0.0.0", {}),
@@ -138,6 +145,11 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"PIPELINE_MAX_RETRIES": "2.5"}, "PIPELINE_MAX_RETRIES"),
     ({"PIPELINE_HASHLIST_MAX_DISTANCE": "-1"}, "PIPELINE_HASHLIST_MAX_DISTANCE"),
     ({"PIPELINE_STALE_AFTER": "-10"}, "PIPELINE_STALE_AFTER"),
+    ({"PIPELINE_STALE_AFTER": "300"}, "PIPELINE_STALE_AFTER"),
+    ({"PIPELINE_STALE_AFTER": "20", "PIPELINE_RETRY_BACKOFF_MAX": "30"}, "PIPELINE_STALE_AFTER"),
+    ({"PIPELINE_SWEEP_INTERVAL": "0"}, "PIPELINE_SWEEP_INTERVAL"),
+    ({"PIPELINE_SWEEP_BATCH": "-5"}, "PIPELINE_SWEEP_BATCH"),
+    ({"PIPELINE_BACKLOG_HIGH_WATER": "0"}, "PIPELINE_BACKLOG_HIGH_WATER"),
     ({"PIPELINE_FLOWER_PORT": "http"}, "PIPELINE_FLOWER_PORT"),
     ({"PIPELINE_FLOWER_PORT": "70000"}, "PIPELINE_FLOWER_PORT"),
     ({"PIPELINE_BLOCK_CATEGORIES": "Explict"}, "PIPELINE_BLOCK_CATEGORIES"),

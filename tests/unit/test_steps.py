@@ -73,6 +73,7 @@ class FakeTask:
 
 def make_settings(**changes: Any) -> Settings:
     """Settings unique to one test (the per-process runtime is cached on them), in-memory database."""
+    changes.setdefault("allowed_buckets", ("uploads", "b"))
     return Settings(database_url="sqlite://", review_queue=f"review-{uuid.uuid4().hex[:10]}", **changes)
 
 
@@ -435,3 +436,68 @@ def test_backoff_grows_with_retries_on_average() -> None:
 
 def test_backoff_with_a_custom_base() -> None:
     assert all(0 <= backoff_seconds(2, cap=1000, base=0.25) <= 1.0 for _ in range(1000))
+
+
+# -- second chains, gone objects, refused buckets -----------------------------------------------
+
+
+def test_a_second_chain_for_decided_work_skips_the_detector_and_changes_nothing(rt: Runtime) -> None:
+    # Given: work decided (clean) by a first chain
+    detector = FakeDetector(labels=(FAINT,))
+    use_detector(rt, detector)
+    work = pending_work(rt)
+    steps.report(rt, steps.detect(rt, work))
+    decided = rt.store.get(work["work_id"])
+    # When: a second chain (say, re-enqueued by the sweeper) runs
+    second = steps.report(rt, steps.tag(rt, steps.detect(rt, work)))
+    # Then: one detector call, and the row is as the first chain left it
+    assert len(detector.seen) == 1
+    assert second == {"work_id": work["work_id"], "outcome": None, "skipped": True}
+    assert rt.store.get(work["work_id"]) == decided
+
+
+def test_detect_counts_each_attempt_on_the_row(rt: Runtime) -> None:
+    use_detector(rt, FakeDetector(error=RetryableError("503")))
+    work = pending_work(rt)
+    for _ in range(3):
+        with pytest.raises(RetryableError):
+            steps.detect(rt, work)
+    assert rt.store.get(work["work_id"]).attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ObjectGoneError("gone", code="NoSuchKey"), "deleted"),
+        (ObjectGoneError("gone", code="NoSuchVersion"), "deleted"),
+        (ObjectGoneError("etag changed", code="ObjectSuperseded"), "superseded"),
+        # Rekognition says this for a missing object and for a permission problem alike: keep it visible.
+        (ObjectGoneError("no metadata", code="InvalidS3ObjectException"), "failed"),
+        (UnsupportedImageError("bad", code="InvalidImageFormatException"), "failed"),
+        (PermanentError("other"), "failed"),
+    ],
+)
+def test_a_gone_object_ends_deleted_or_superseded_other_errors_failed(rt: Runtime, error: PipelineError, outcome: str) -> None:
+    use_detector(rt, FakeDetector(error=error))
+    work = pending_work(rt)
+
+    result = tasks._run(FakeTask(rt.settings), steps.detect, work, give_up=tasks._failed)
+    steps.report(rt, result)
+
+    row = rt.store.get(work["work_id"])
+    assert (row.outcome, row.error_code) == (outcome, error.error_code)
+
+
+def test_work_for_a_bucket_outside_the_allow_list_is_refused_before_any_call(rt: Runtime) -> None:
+    detector = FakeDetector(labels=(WEAPONS,))
+    use_detector(rt, detector)
+    work = pending_work(rt)
+    forged = {**work, "image": {**work["image"], "bucket": "someone-elses-bucket"}}
+
+    with pytest.raises(PermanentError) as caught:
+        steps.detect(rt, forged)
+    with pytest.raises(PermanentError):
+        steps.tag(rt, {**forged, "outcome": "blocked"})
+
+    assert caught.value.error_code == "BucketNotAllowed"
+    assert detector.seen == []
