@@ -3,8 +3,14 @@
 For each message, on its own: parse; write a ``pending`` row per object event (an upsert on the
 object version's identity); enqueue its chain; then delete the message. If anything before the
 delete fails (database or broker down), the message stays in SQS and comes back after its
-visibility timeout. A malformed body is recorded (size and digest, never the body) and moved to
-the dead-letter queue by the bridge itself; it never stops the loop.
+visibility timeout. A malformed body, or one naming a bucket outside PIPELINE_ALLOWED_BUCKETS,
+is recorded (size and digest, never the body) and moved to the dead-letter queue by the bridge
+itself; it never stops the loop.
+
+Ordering: an upload to an unversioned key delivered after a later upload to the same key (S3's
+``sequencer``) is recorded ``superseded`` without being judged, and a delete spares the rows of
+later uploads. Backpressure: while the broker's detect queue holds PIPELINE_BACKLOG_HIGH_WATER
+tasks or more, the bridge does not receive, so SQS stays the buffer.
 
 SIGTERM or SIGINT while waiting on SQS exits at once (nothing is in hand); while messages are in
 hand, the batch is finished first.
@@ -22,9 +28,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
 
 from bridge import dispatch
-from pipeline.errors import MalformedEventError
+from pipeline.backlog import Backlog
+from pipeline.errors import BucketNotAllowedError, MalformedEventError, PermanentError
 from pipeline.events import KeyFilter, ObjectEvent, parse_body
+from pipeline.outcomes import SUPERSEDED
 from pipeline.report.store import ReportStore
+from pipeline.settings import DEFAULT_BACKLOG_HIGH_WATER
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,8 @@ MAX_WAIT_TIME_SECONDS = 20
 MAX_BATCH = 10
 #: Pause after a failed receive or hand-off, so a dead dependency is not hammered.
 ERROR_PAUSE_SECONDS = 2.0
+#: How long the bridge waits before looking at the backlog again while it is above the high-water mark.
+BACKPRESSURE_PAUSE_SECONDS = 1.0
 
 
 class _Interrupted(BaseException):
@@ -54,10 +65,16 @@ class Bridge:
     app: Celery
     key_filter: KeyFilter
     stale_after: float
+    #: Buckets whose events are accepted; an event naming any other is refused (None: any bucket).
+    allowed_buckets: tuple[str, ...] | None = None
+    #: The broker's detect-queue depth, read before each receive (None: no backpressure).
+    backlog: Backlog | None = None
+    high_water: int = DEFAULT_BACKLOG_HIGH_WATER
     wait_time_seconds: int = MAX_WAIT_TIME_SECONDS
     stopping: bool = False
     _waiting: bool = field(default=False, repr=False)
-    stats: dict[str, int] = field(default_factory=lambda: {"messages": 0, "events": 0, "enqueued": 0, "malformed": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {
+        "messages": 0, "events": 0, "enqueued": 0, "malformed": 0, "refused": 0, "superseded": 0, "paused": 0})
 
     def run(self) -> None:
         """Poll until SIGTERM/SIGINT; install the signal handlers of a well-behaved service."""
@@ -75,7 +92,12 @@ class Bridge:
         log.info("bridge stopped: %s", self.stats)
 
     def poll_once(self) -> int:
-        """Receive one batch and handle each message; returns how many were received."""
+        """Wait for room under the backlog high-water mark, receive one batch and handle each message.
+
+        Returns how many messages were received (0 while paused).
+        """
+        if not self._room_in_backlog():
+            return 0
         messages = self._receive()
         for message in messages:
             self.handle(message)
@@ -87,7 +109,13 @@ class Bridge:
         try:
             events = parse_body(message["Body"], self.key_filter)
         except MalformedEventError as exc:
+            self.stats["malformed"] += 1
             return self._dead_letter(message, exc)
+        refused = self._refused_buckets(events)
+        if refused:  # a forged or misrouted message: never let it make workers touch other buckets
+            self.stats["refused"] += 1
+            return self._dead_letter(message, BucketNotAllowedError(
+                f"event(s) for bucket(s) {', '.join(refused)} outside PIPELINE_ALLOWED_BUCKETS refused"))
         if not events:
             log.info("message %s: nothing to do (test event, ignored event type, or key outside prefix/suffix)",
                      message.get("MessageId"))
@@ -105,10 +133,16 @@ class Bridge:
         self.stats["events"] += 1
         where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
         if event.kind == "removed":
-            marked = self.store.mark_deleted(event.bucket, event.key, event.version_id)
+            marked = self.store.mark_deleted(event.bucket, event.key, event.version_id, sequencer=event.sequencer)
             log.info("%s %s: %d row(s) marked deleted", event.event_name, where, marked)
             return
         row, created = self.store.upsert_pending(event)
+        if row.outcome == "pending" and self._superseded(event):
+            self.store.record_decision(row.work_id, outcome=SUPERSEDED,
+                                       error_message=f"a later upload to the key was received (sequencer > {event.sequencer})")
+            self.stats["superseded"] += 1
+            log.info("%s %s: superseded by a later upload to the key; not judged", event.event_name, where)
+            return
         work = dispatch.plan(self.app, row, created=created, redelivered=redelivered, stale_after=self.stale_after)
         if work is None:
             log.info("%s %s: already %s, nothing to do", event.event_name, where, row.outcome)
@@ -117,9 +151,35 @@ class Bridge:
         self.stats["enqueued"] += 1
         log.info("%s %s: enqueued %s", event.event_name, where, "re-check" if row.outcome != "pending" else "chain")
 
-    def _dead_letter(self, message: dict[str, Any], exc: MalformedEventError) -> bool:
-        self.stats["malformed"] += 1
-        log.warning("malformed message %s moved to the dead-letter queue: %s", message.get("MessageId"), exc)
+    def _superseded(self, event: ObjectEvent) -> bool:
+        """An upload to an unversioned key, delivered after a later upload to the same key (by sequencer)."""
+        return event.version_id is None and self.store.newer_upload_exists(event.bucket, event.key, event.sequencer)
+
+    def _room_in_backlog(self) -> bool:
+        """True when the broker has room; else wait a little (the loop asks again) and say False."""
+        depth = self.backlog.depth() if self.backlog is not None else None
+        if depth is None or depth < self.high_water:
+            return True
+        self.stats["paused"] += 1
+        log.info("backlog %d >= PIPELINE_BACKLOG_HIGH_WATER %d: not receiving for %.0f s", depth, self.high_water,
+                 BACKPRESSURE_PAUSE_SECONDS)
+        self._waiting = True
+        try:
+            if self.stopping:
+                raise _Interrupted()
+            time.sleep(BACKPRESSURE_PAUSE_SECONDS)
+        finally:
+            self._waiting = False
+        return False
+
+    def _refused_buckets(self, events: list[ObjectEvent]) -> list[str]:
+        if self.allowed_buckets is None:
+            return []
+        return sorted({event.bucket for event in events} - set(self.allowed_buckets))
+
+    def _dead_letter(self, message: dict[str, Any], exc: PermanentError) -> bool:
+        log.warning("message %s refused and moved to the dead-letter queue: %s %s", message.get("MessageId"),
+                    exc.error_code, exc)
         try:
             self.store.record_malformed(message.get("MessageId", ""), exc.error_code, str(exc), message["Body"])
             self.sqs.send_message(QueueUrl=self.dead_letter_url, MessageBody=message["Body"])

@@ -13,6 +13,7 @@ from pipeline.settings import Settings
 DETECT_TASK = "pipeline.detect"
 TAG_TASK = "pipeline.tag"
 REPORT_TASK = "pipeline.report"
+SWEEP_TASK = "pipeline.sweep"
 
 
 def create_app(settings: Settings) -> Celery:
@@ -32,6 +33,16 @@ def create_app(settings: Settings) -> Celery:
             DETECT_TASK: {"queue": settings.detect_queue},
             TAG_TASK: {"queue": settings.default_queue},
             REPORT_TASK: {"queue": settings.default_queue},
+            SWEEP_TASK: {"queue": settings.default_queue},
+        },
+        # `pipeline beat` sends the sweeper every PIPELINE_SWEEP_INTERVAL; a sweep nobody ran
+        # before the next one is due is dropped rather than piling up while workers are down.
+        beat_schedule={
+            "sweep-stale-pending": {
+                "task": SWEEP_TASK,
+                "schedule": float(settings.sweep_interval),
+                "options": {"expires": float(settings.sweep_interval)},
+            },
         },
         # Redis transport: an unacknowledged task is delivered again after this many seconds.
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},

@@ -108,6 +108,7 @@ def bridge() -> None:
     from bridge.poller import Bridge
     from pipeline import aws
     from pipeline.app import app
+    from pipeline.backlog import Backlog
     from pipeline.events import KeyFilter
     from pipeline.report import migrate
     from pipeline.report.store import ReportStore
@@ -124,7 +125,44 @@ def bridge() -> None:
         app=app,
         key_filter=KeyFilter.from_settings(settings),
         stale_after=settings.stale_after,
+        allowed_buckets=settings.effective_allowed_buckets,
+        backlog=Backlog(app, (settings.detect_queue,)),
+        high_water=settings.backlog_high_water,
     ).run()
+
+
+@cli.command()
+def beat() -> None:
+    """Celery beat: sends the sweeper task every PIPELINE_SWEEP_INTERVAL seconds (run exactly one)."""
+    from pathlib import Path
+
+    from pipeline.app import app
+
+    settings = _settings()
+    _configure_logging(settings)
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={state / 'celerybeat-schedule'}"])
+
+
+@cli.command()
+def sweep() -> None:
+    """Run the sweeper once now: re-enqueue pending rows whose task was lost, print what it found."""
+    import json
+
+    from pipeline import sweeper
+    from pipeline.app import app
+    from pipeline.backlog import room_under
+    from pipeline.report import migrate
+    from pipeline.report.store import ReportStore
+
+    settings = _settings()
+    _configure_logging(settings)
+    migrate.ensure_current(settings.database_url)
+    room = room_under(app, (settings.detect_queue,), settings.backlog_high_water)
+    report = sweeper.sweep(ReportStore.from_url(settings.database_url), app, stale_after=settings.stale_after,
+                           batch=settings.sweep_batch, room=room)
+    click.echo(json.dumps(report.to_dict(), sort_keys=True))
 
 
 @cli.command()

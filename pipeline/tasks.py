@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 from celery import Task, shared_task
 
-from pipeline import steps
-from pipeline.app import DETECT_TASK, REPORT_TASK, TAG_TASK
+from pipeline import steps, sweeper
+from pipeline.app import DETECT_TASK, REPORT_TASK, SWEEP_TASK, TAG_TASK
+from pipeline.backlog import room_under
 from pipeline.errors import PermanentError, PipelineError, RetryableError
 from pipeline.runtime import Runtime, runtime
 
@@ -43,6 +44,16 @@ def tag(self: Task, result: dict[str, Any]) -> dict[str, Any]:
 def report(self: Task, result: dict[str, Any]) -> dict[str, Any]:
     """report: the decision row; blocked images also go to the review queue."""
     return _run(self, steps.report, result, give_up=steps.report_without_review)
+
+
+@shared_task(bind=True, name=SWEEP_TASK)
+def sweep(self: Task) -> dict[str, Any]:
+    """sweep: re-enqueue pending rows whose task was lost (see ``pipeline.sweeper``)."""
+    settings = self.app.pipeline_settings
+    rt = runtime(settings)
+    room = room_under(self.app, (settings.detect_queue,), settings.backlog_high_water)
+    return sweeper.sweep(rt.store, self.app, stale_after=settings.stale_after, batch=settings.sweep_batch,
+                         room=room).to_dict()
 
 
 def backoff_seconds(retries: int, cap: float, base: float = BACKOFF_BASE_SECONDS) -> float:

@@ -152,6 +152,7 @@ class LocalStack:
     def _start_pipeline(self, env: dict[str, str]) -> None:
         self._spawn("worker", python_module("pipeline", "worker", "--concurrency", str(LOCAL_CONCURRENCY)), env)
         self._spawn("bridge", python_module("pipeline", "bridge"), env)
+        self._spawn("beat", python_module("pipeline", "beat"), env)
         if self.with_flower:
             flower = self._spawn("flower", python_module("pipeline", "flower"), env)
             wait_for_port(self.settings.flower_port, host=self.settings.flower_address, proc=flower.proc, timeout=60)

@@ -398,6 +398,13 @@ class ReportStore:
             rows = [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement)]
         return sorted(rows, key=lambda row: row.id)
 
+    def count_stale(self, older_than: datetime) -> int:
+        """Pending rows not updated since ``older_than``."""
+        statement = sa.select(sa.func.count()).where(images.c.outcome == PENDING,
+                                                     images.c.updated_at < as_utc(older_than))
+        with self._read() as conn:
+            return int(conn.execute(statement).scalar_one())
+
     def pending_summary(self) -> tuple[int, datetime | None]:
         """(number of pending rows, the oldest pending ``updated_at`` or None)."""
         statement = sa.select(sa.func.count(), sa.func.min(images.c.updated_at)).where(images.c.outcome == PENDING)

@@ -196,7 +196,7 @@ def events_queues(sqs: Any, queues: provision.Queues) -> provision.Queues:
 def make_bridge(sqs: Any, events_queues: provision.Queues, store: ReportStore, pipeline_app: Any) -> Callable[..., Bridge]:
     """``make(app=pipeline_app, stale_after=...)``: an in-process Bridge on the test's queues and store."""
 
-    def make(app: Any = pipeline_app, *, stale_after: float = DEFAULT_STALE_AFTER) -> Bridge:
+    def make(app: Any = pipeline_app, *, stale_after: float = DEFAULT_STALE_AFTER, **options: Any) -> Bridge:
         return Bridge(
             sqs=sqs,
             queue_url=events_queues.events_url,
@@ -206,6 +206,7 @@ def make_bridge(sqs: Any, events_queues: provision.Queues, store: ReportStore, p
             key_filter=KeyFilter(),
             stale_after=stale_after,
             wait_time_seconds=POLL_WAIT_SECONDS,
+            **options,
         )
 
     return make
@@ -243,7 +244,7 @@ def test_object_created_writes_pending_row_enqueues_chain_and_deletes_message(
     assert task["args"][0]["image"] == {"bucket": BUCKET, "key": DECODED_KEY, "version_id": VERSION_ID, "etag": ETAG}
     assert task["args"][0]["event_time"] == "2024-05-14T09:26:01.812000+00:00"
     assert enqueued(redis_client, "pipeline") == []
-    assert bridge_.stats == {"messages": 1, "events": 1, "enqueued": 1, "malformed": 0}
+    assert bridge_.stats == {"messages": 1, "events": 1, "enqueued": 1, "malformed": 0, "refused": 0, "superseded": 0, "paused": 0}
     assert_deleted_from(sqs, events_queues.events_url)
 
 
@@ -312,7 +313,7 @@ def test_several_records_in_one_message_give_one_row_each(
     assert rows["content/images/two.png"].etag == "4af981f98d22a0b9979da24b259e5e42-6"
     assert {row.outcome for row in rows.values()} == {PENDING}
     assert sorted(detect_work_ids(redis_client)) == sorted(row.work_id for row in rows.values())
-    assert bridge_.stats == {"messages": 1, "events": 3, "enqueued": 3, "malformed": 0}
+    assert bridge_.stats == {"messages": 1, "events": 3, "enqueued": 3, "malformed": 0, "refused": 0, "superseded": 0, "paused": 0}
     assert_deleted_from(sqs, events_queues.events_url)
 
 
@@ -332,7 +333,7 @@ def test_events_that_are_no_work_are_deleted_without_row_or_task(
     assert store.find() == []
     assert store.malformed_count() == 0
     assert enqueued(redis_client, "detect") == [] and enqueued(redis_client, "pipeline") == []
-    assert bridge_.stats == {"messages": 1, "events": 0, "enqueued": 0, "malformed": 0}
+    assert bridge_.stats == {"messages": 1, "events": 0, "enqueued": 0, "malformed": 0, "refused": 0, "superseded": 0, "paused": 0}
     assert_deleted_from(sqs, events_queues.events_url)
     assert queue_counts(sqs, events_queues.dead_letter_url)["visible"] == 0
 
@@ -355,7 +356,7 @@ def test_malformed_bodies_are_recorded_and_dead_lettered_and_the_batch_goes_on(
 
     # Then: one batch held all four, and the good message behind the bad ones was handled
     assert received == 4
-    assert bridge_.stats == {"messages": 4, "events": 1, "enqueued": 1, "malformed": 3}
+    assert bridge_.stats == {"messages": 4, "events": 1, "enqueued": 1, "malformed": 3, "refused": 0, "superseded": 0, "paused": 0}
     assert detect_work_ids(redis_client) == [only_row(store).work_id]
     # Recorded by size and digest only: the table has no column that could hold a body
     with store.engine.connect() as conn:
@@ -456,7 +457,8 @@ def test_bridge_process_handles_an_upload_and_exits_0_on_sigterm_while_polling(
     provision.ensure_notifications(s3, Settings().replace(bucket=bucket), queues.events_arn)
     # ... and `pipeline bridge` running as a real process
     log_path = tmp_path / "bridge.log"
-    child = Child("bridge", python_module("pipeline", "bridge"), pipeline_env, log_path).start()
+    child = Child("bridge", python_module("pipeline", "bridge"), {**pipeline_env, "PIPELINE_BUCKET": bucket},
+                  log_path).start()
     try:
         # When: an image is uploaded (a key S3 must URL-encode)
         key = "content/images/summer photo+1.jpg"
