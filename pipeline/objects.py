@@ -51,6 +51,16 @@ def read_image_bytes(s3_client: Any, image: ImageRef, *, max_bytes: int = MAX_IM
     return data
 
 
+def check_still_there(s3_client: Any, image: ImageRef) -> None:
+    """HEAD the announced version; raise ObjectGoneError if it was deleted or overwritten since.
+
+    Rekognition answers ``InvalidS3ObjectException`` both for a missing object and for one it may
+    not read; this tells the two apart. Returns quietly when the version is still there.
+    """
+    with translated_aws_errors():
+        s3_client.head_object(**get_object_params(image))
+
+
 def _check_size(image: ImageRef, size: int | None, max_bytes: int) -> None:
     if size is not None and size > max_bytes:
         raise UnsupportedImageError(
@@ -59,4 +69,4 @@ def _check_size(image: ImageRef, size: int | None, max_bytes: int) -> None:
         )
 
 
-__all__ = ["MAX_IMAGE_BYTES", "get_object_params", "read_image_bytes"]
+__all__ = ["MAX_IMAGE_BYTES", "check_still_there", "get_object_params", "read_image_bytes"]

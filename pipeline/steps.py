@@ -17,6 +17,7 @@ from pipeline import decision, outcomes
 from pipeline.awserrors import SUPERSEDED_CODE, translated_aws_errors
 from pipeline.detectors.base import Detection, ImageRef, Label
 from pipeline.errors import BucketNotAllowedError, ObjectGoneError, PipelineError
+from pipeline.objects import check_still_there
 from pipeline.runtime import Runtime
 from pipeline.tagging import ensure_tag
 
@@ -38,10 +39,25 @@ def detect(rt: Runtime, work: Result) -> Result:
     if row is None:
         log.info("work %s is decided already (or unknown); skipping detection", work["work_id"])
         return {**work, "skipped": True}
-    detection = rt.detector.detect(image)
+    detection = _detect(rt, image)
     outcome = decision.decide(detection.labels, rt.policy)
     return {**work, "outcome": outcome, "detection": detection.to_dict(),
             "timings": {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}}
+
+
+#: Rekognition's answer for an S3 object it cannot read: missing, or not allowed to read it.
+UNREADABLE_S3_OBJECT = "InvalidS3ObjectException"
+
+
+def _detect(rt: Runtime, image: ImageRef) -> Detection:
+    """The detector's answer; an unreadable S3 object is checked again to tell "deleted" from "denied"."""
+    try:
+        return rt.detector.detect(image)
+    except ObjectGoneError as exc:
+        if exc.error_code != UNREADABLE_S3_OBJECT:
+            raise
+        check_still_there(rt.s3, image)  # raises ObjectGoneError (NoSuchKey, 404, ObjectSuperseded) if gone
+        raise
 
 
 def tag(rt: Runtime, result: Result) -> Result:

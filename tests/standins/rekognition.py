@@ -604,6 +604,12 @@ class _StandInHTTPServer(ThreadingHTTPServer):
         self.standin = standin
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (a worker killed by a fault test) is not an error here."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     """Routes ``POST /`` to the API and ``/_standin/*`` to the control endpoints."""
