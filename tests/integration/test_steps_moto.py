@@ -271,3 +271,50 @@ def test_missing_review_queue_still_records_the_blocked_decision(s3: Any, sqs: A
     finally:
         sqs.create_queue(QueueName=rt.settings.review_queue)  # for the fixture's clean-up
 
+
+
+# -- Rekognition's InvalidS3ObjectException: deleted, overwritten, or not readable ---------------
+
+
+@pytest.fixture
+def rekognition_rt(rt: Runtime, moto_endpoint: str) -> Iterator[Runtime]:
+    """``rt`` with the Rekognition detector on the stand-in (the product's detector class and client config)."""
+    import boto3
+
+    from pipeline.aws import REKOGNITION_CONFIG
+    from pipeline.detectors.rekognition import RekognitionDetector
+    from tests.standins.rekognition import RekognitionStandIn
+
+    with RekognitionStandIn(s3_endpoint_url=moto_endpoint) as standin:
+        client = boto3.client("rekognition", endpoint_url=standin.endpoint_url, config=REKOGNITION_CONFIG)
+        rt.__dict__["detector"] = RekognitionDetector(client=client, min_confidence=80.0)
+        yield rt
+
+
+def test_an_object_deleted_before_rekognition_reads_it_is_recorded_deleted(s3: Any, rekognition_rt: Runtime) -> None:
+    work = upload(s3, rekognition_rt, "meadow.jpg")
+    image = ImageRef.from_dict(work["image"])
+    s3.delete_object(Bucket=image.bucket, Key=image.key, VersionId=image.version_id)
+
+    result = tasks._run(FakeTask(rekognition_rt.settings), steps.detect, work, give_up=tasks._failed)
+    steps.report(rekognition_rt, result)
+
+    row = rekognition_rt.store.get(work["work_id"])
+    assert row.outcome == "deleted" and row.error_code in ("404", "NoSuchVersion", "NoSuchKey")
+
+
+def test_an_unreadable_object_that_still_exists_stays_failed_with_rekognitions_code(
+    s3: Any, rekognition_rt: Runtime
+) -> None:
+    # Given: Rekognition cannot read the object (here: the stand-in is asked about a version it cannot
+    # see), while S3 says the object is there
+    work = upload(s3, rekognition_rt, "meadow.jpg")
+    rekognition_rt.detector._client.meta.events.register(  # a version Rekognition cannot find
+        "provide-client-params.rekognition.DetectModerationLabels",
+        lambda params, **_: params["Image"]["S3Object"].update(Version="no-such-version"))
+
+    result = tasks._run(FakeTask(rekognition_rt.settings), steps.detect, work, give_up=tasks._failed)
+    steps.report(rekognition_rt, result)
+
+    row = rekognition_rt.store.get(work["work_id"])
+    assert (row.outcome, row.error_code) == ("failed", "InvalidS3ObjectException")
