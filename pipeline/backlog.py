@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,9 @@ class Backlog:
     def depth(self) -> int | None:
         """Messages waiting in the queues now; None when the broker cannot be asked."""
         try:
-            channel = self._channel()
-            return sum(_queue_size(channel, queue) for queue in self._queues)
-        except (OperationalError, OSError, ConnectionError) as exc:
+            connection = self._connect()
+            return sum(_queue_size(connection, queue) for queue in self._queues)
+        except Exception as exc:  # broker down or a broken connection: answer "unknown", never crash the caller
             log.warning("cannot read the broker backlog: %s", exc)
             self.close()
             return None
@@ -38,17 +37,14 @@ class Backlog:
     def close(self) -> None:
         """Drop the connection (it is opened again on the next read)."""
         if self._connection is not None:
-            try:
-                self._connection.release()
-            except Exception:  # already broken; nothing more to release
-                pass
+            _close_quietly(self._connection)
             self._connection = None
 
-    def _channel(self) -> Any:
+    def _connect(self) -> Any:
         if self._connection is None:
             self._connection = self._app.connection_for_read()
             self._connection.ensure_connection(max_retries=1)
-        return self._connection.default_channel
+        return self._connection
 
 
 def room_under(app: Celery, queues: tuple[str, ...], high_water: int) -> int | None:
@@ -61,11 +57,24 @@ def room_under(app: Celery, queues: tuple[str, ...], high_water: int) -> int | N
     return None if depth is None else high_water - depth
 
 
-def _queue_size(channel: Any, queue: str) -> int:
-    """A passive declare answers the message count; a queue nobody declared yet holds none."""
+def _queue_size(connection: Any, queue: str) -> int:
+    """A passive declare answers the message count; a queue nobody declared yet holds none.
+
+    One channel per question: on AMQP a passive declare of a missing queue closes its channel.
+    """
+    channel = connection.channel()
     try:
         return int(channel.queue_declare(queue=queue, passive=True).message_count)
-    except Exception as exc:  # kombu raises ChannelError (Redis) or NotFound (AMQP) for a missing queue
+    except Exception as exc:  # kombu: ChannelError (Redis) or NotFound (AMQP) for a missing queue
         if "NOT_FOUND" in str(exc) or type(exc).__name__ in ("ChannelError", "NotFound"):
             return 0
         raise
+    finally:
+        _close_quietly(channel)
+
+
+def _close_quietly(resource: Any) -> None:
+    try:
+        resource.close() if hasattr(resource, "close") else resource.release()
+    except Exception:  # already broken; nothing more to release
+        pass

@@ -105,6 +105,7 @@ class LocalStack:
         if self.settings.hashlist_path:
             env["PIPELINE_HASHLIST_PATH"] = str(Path(self.settings.hashlist_path).resolve())
         env["PIPELINE_FLOWER_PORT"] = str(self.settings.flower_port)
+        env["PIPELINE_STATE_DIR"] = str(self.state_dir.resolve())  # beat keeps its schedule file there
         return env
 
     def client(self, service: str) -> Any:

@@ -165,7 +165,7 @@ def wait_until_settled(store: ReportStore, bucket: str, expected: int) -> list[A
 
 
 def test_every_image_gets_exactly_one_terminal_row_and_the_right_tags_through_kills_and_redis_restarts(
-    fault_stack: dict[str, Any],
+    fault_stack: dict[str, Any], capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack, s3, bucket, store = fault_stack["stack"], fault_stack["s3"], fault_stack["bucket"], fault_stack["store"]
     images, flagged = fault_stack["images"], fault_stack["flagged"]
@@ -180,25 +180,25 @@ def test_every_image_gets_exactly_one_terminal_row_and_the_right_tags_through_ki
         fault()
     rows = wait_until_settled(store, bucket, IMAGES)
     elapsed = time.monotonic() - started
+    outcomes = {row.key: row.outcome for row in rows}
+    stats = fault_stack["standin"].stats()
+    attempts = collections.Counter(row.attempts for row in rows)
+    with capsys.disabled():  # the counts belong in CI's output, before any assertion
+        print(f"\nfault test: {IMAGES} images in {WAVES} waves, settled {elapsed:.0f} s after the first upload")
+        print(f"  faults: {dict(stack.faults)}")
+        print(f"  outcomes: {dict(collections.Counter(outcomes.values()))}")
+        print(f"  Rekognition calls: {stats['calls']} for {IMAGES} images; rows by attempts: {dict(sorted(attempts.items()))}")
+        print(f"  rows the sweeper re-enqueued: {swept(stack.tmp)}")
 
     # Then: exactly one row per image, every one terminal, with the outcome its content calls for
     per_key = collections.Counter(row.key for row in rows)
     assert set(per_key) == set(images) and set(per_key.values()) == {1}, per_key.most_common(3)
-    outcomes = {row.key: row.outcome for row in rows}
     assert {key for key, outcome in outcomes.items() if outcome == "blocked"} == flagged
     assert {key for key, outcome in outcomes.items() if outcome == "clean"} == set(images) - flagged
     # ... and the right tags on S3
     tags = {key: {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]} for key in images}
     assert {key for key, tagset in tags.items() if tagset == {"BlockedContent": "true"}} == flagged
     assert all(tagset == {} for key, tagset in tags.items() if key not in flagged)
-
-    stats = fault_stack["standin"].stats()
-    attempts = collections.Counter(row.attempts for row in rows)
-    print(f"\nfault test: {IMAGES} images in {WAVES} waves, settled {elapsed:.0f} s after the first upload")
-    print(f"  faults: {dict(stack.faults)}")
-    print(f"  outcomes: {dict(collections.Counter(outcomes.values()))}")
-    print(f"  Rekognition calls: {stats['calls']} for {IMAGES} images; rows by attempts: {dict(sorted(attempts.items()))}")
-    print(f"  rows the sweeper re-enqueued: {swept(stack.tmp)}")
 
 
 def swept(logs: Path) -> int:

@@ -206,31 +206,6 @@ def test_the_bridge_stops_receiving_above_the_high_water_mark_and_resumes_below_
     assert len(enqueued(redis_client, "detect")) == 3
 
 
-def test_backlog_reads_the_queue_depth_and_zero_for_a_queue_not_yet_declared(pipeline_app: Any, redis_client: Any) -> None:
-    backlog = Backlog(pipeline_app, ("detect", "never-declared"))
-    try:
-        assert backlog.depth() == 0
-        for _ in range(5):
-            pipeline_app.send_task("pipeline.detect", args=({},), queue="detect")
-        assert backlog.depth() == 5
-    finally:
-        backlog.close()
-
-
-def test_backlog_answers_none_when_the_broker_is_down() -> None:
-    from pipeline.app import create_app
-    from pipeline.local.processes import free_port
-    from pipeline.settings import Settings
-
-    app = create_app(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"))
-    backlog = Backlog(app, ("detect",))
-    try:
-        assert backlog.depth() is None
-    finally:
-        backlog.close()
-        app.close()
-
-
 def test_sigterm_while_paused_stops_the_bridge(
     make_bridge: Callable[..., Bridge], pipeline_app: Any, redis_client: Any
 ) -> None:

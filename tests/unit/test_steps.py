@@ -471,8 +471,9 @@ def test_detect_counts_each_attempt_on_the_row(rt: Runtime) -> None:
         (ObjectGoneError("gone", code="NoSuchKey"), "deleted"),
         (ObjectGoneError("gone", code="NoSuchVersion"), "deleted"),
         (ObjectGoneError("etag changed", code="ObjectSuperseded"), "superseded"),
-        # Rekognition says this for a missing object and for a permission problem alike: keep it visible.
-        (ObjectGoneError("no metadata", code="InvalidS3ObjectException"), "failed"),
+        # A missing bucket is a configuration problem, not a deleted image: keep it visible as failed.
+        # (InvalidS3ObjectException is checked with HeadObject: see tests/integration/test_steps_moto.py.)
+        (ObjectGoneError("no bucket", code="NoSuchBucket"), "failed"),
         (UnsupportedImageError("bad", code="InvalidImageFormatException"), "failed"),
         (PermanentError("other"), "failed"),
     ],
