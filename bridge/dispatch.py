@@ -60,3 +60,20 @@ def plan(
     if row.outcome == outcomes.BLOCKED:
         return build_recheck(app, row)
     return None
+
+
+# -- requeue ------------------------------------------------------------------------------
+
+
+def plan_requeue(app: Celery, row: Any, *, claimed: bool, redelivered: bool) -> Signature | None:
+    """What to enqueue for a requeue request of ``row``; None when nothing needs doing.
+
+    ``claimed``: this request moved the row back to pending (``ReportStore.requeue``), so the
+    chain is its to start. Otherwise the row is already judged again, deleted, or pending because
+    another request (or an earlier delivery of this one) claimed it: nothing, unless this message
+    is a redelivery of a pending row, whose first hand-off may have claimed the row and then
+    failed before the chain reached the broker; a second chain is harmless, as in :func:`plan`.
+    """
+    if claimed or (redelivered and row.outcome == outcomes.PENDING):
+        return build_chain(app, row)
+    return None

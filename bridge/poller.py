@@ -12,6 +12,9 @@ Ordering: an upload to an unversioned key delivered after a later upload to the 
 later uploads. Backpressure: while the broker's detect queue holds PIPELINE_BACKLOG_HIGH_WATER
 tasks or more, the bridge does not receive, so SQS stays the buffer.
 
+A requeue request (from ``pipeline requeue``) moves its row back to pending first, and only the
+call that did so enqueues.
+
 SIGTERM or SIGINT while waiting on SQS exits at once (nothing is in hand); while messages are in
 hand, the batch is finished first.
 """
@@ -30,9 +33,10 @@ from celery import Celery
 from bridge import dispatch
 from pipeline.backlog import Backlog
 from pipeline.errors import BucketNotAllowedError, MalformedEventError, PermanentError
-from pipeline.events import KeyFilter, ObjectEvent, parse_body
+from pipeline.events import Event, KeyFilter, ObjectEvent, parse_body
 from pipeline.outcomes import SUPERSEDED
 from pipeline.report.store import ReportStore
+from pipeline.requeue import RequeueEvent
 from pipeline.settings import DEFAULT_BACKLOG_HIGH_WATER
 
 log = logging.getLogger(__name__)
@@ -129,8 +133,11 @@ class Bridge:
             return False
         return self._delete(message)
 
-    def _hand_off(self, event: ObjectEvent, *, redelivered: bool) -> None:
+    def _hand_off(self, event: Event, *, redelivered: bool) -> None:
         self.stats["events"] += 1
+        if event.kind == "requeue":
+            self._hand_off_requeue(event, redelivered=redelivered)
+            return
         where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
         if event.kind == "removed":
             marked = self.store.mark_deleted(event.bucket, event.key, event.version_id, sequencer=event.sequencer)
@@ -176,6 +183,27 @@ class Bridge:
         if self.allowed_buckets is None:
             return []
         return sorted({event.bucket for event in events} - set(self.allowed_buckets))
+
+    def _hand_off_requeue(self, event: RequeueEvent, *, redelivered: bool) -> None:
+        """``pipeline requeue`` asked for this row: move it back to pending, then enqueue its chain."""
+        where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
+        row = self.store.requeue(event.work_id, bucket=event.bucket, key=event.key, version_id=event.version_id,
+                                 outcomes=event.outcomes)
+        claimed = row is not None
+        if row is None:
+            row = self.store.get(event.work_id)
+            if row is None or (row.bucket, row.key, row.version_id) != (event.bucket, event.key, event.version_id):
+                log.warning("%s %s: no report row %s for this object, nothing to do", event.event_name, where, event.work_id)
+                return
+        work = dispatch.plan_requeue(self.app, row, claimed=claimed, redelivered=redelivered)
+        if work is None:
+            log.info("%s %s: already %s, nothing to do (not %s)", event.event_name, where, row.outcome,
+                     "/".join(event.outcomes))
+            return
+        work.apply_async()
+        self.stats["enqueued"] += 1
+        log.info("%s %s: %s, enqueued chain (reason %r)", event.event_name, where,
+                 "back to pending" if claimed else "still pending on a redelivery", event.reason)
 
     def _dead_letter(self, message: dict[str, Any], exc: PermanentError) -> bool:
         log.warning("message %s refused and moved to the dead-letter queue: %s %s", message.get("MessageId"),

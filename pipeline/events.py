@@ -7,6 +7,10 @@ Three envelopes reach the events queue, all decoded here into one :class:`Object
   ``Message`` is the S3 JSON *as a string*;
 * an EventBridge event from ``aws.s3`` (``detail-type`` "Object Created" and friends).
 
+The pipeline's own requeue envelope (``{"pipeline": "requeue", ...}``, sent by ``pipeline
+requeue``) is recognised here too and comes back as a :class:`pipeline.requeue.RequeueEvent`
+(``kind == "requeue"``); its format and checks live in :mod:`pipeline.requeue.envelope`.
+
 S3's ``s3:TestEvent`` and event types the pipeline does not act on (tagging, ACLs, lifecycle,
 replication, ...) yield no events. In particular the pipeline's own ``PutObjectTagging`` fires
 ``ObjectTagging:Put`` / "Object Tags Added": that must never come back as work. Anything else raises
@@ -41,6 +45,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pipeline.errors import MalformedEventError
+from pipeline.requeue.envelope import RequeueEvent, from_document as requeue_from_document, is_requeue
 from pipeline.settings import DEFAULT_PREFIX, DEFAULT_SUFFIXES
 
 #: SQS's own message size limit (the queue default; S3 keeps a notification under 64 KB).
@@ -177,10 +182,15 @@ class ObjectEvent:
             raise MalformedEventError(f"not an ObjectEvent dict: {exc}") from None
 
 
-def parse_body(body: str | bytes, key_filter: KeyFilter = KeyFilter()) -> list[ObjectEvent]:
+#: What one message body can carry: S3's object events, or the pipeline's own requeue request.
+Event = ObjectEvent | RequeueEvent
+
+
+def parse_body(body: str | bytes, key_filter: KeyFilter = KeyFilter()) -> list[Event]:
     """The object events in one SQS message body, keeping only keys ``key_filter`` matches.
 
-    Returns ``[]`` for test events, ignored event types and filtered-out keys.
+    Returns ``[]`` for test events, ignored event types and filtered-out keys (a requeue request
+    for a key outside the filter too).
     Raises MalformedEventError naming what is wrong when the body is not an event we understand.
     """
     document = _load_object(_body_text(body), "message body")
@@ -235,8 +245,10 @@ def _load_object(text: str, what: str) -> dict[str, Any]:
     return document
 
 
-def _parse_document(document: dict[str, Any]) -> list[ObjectEvent]:
+def _parse_document(document: dict[str, Any]) -> list[Event]:
     """Dispatch on the envelope's shape."""
+    if is_requeue(document):
+        return [requeue_from_document(document)]
     if "Records" in document:
         return _parse_records(document["Records"], "s3")
     if _is_test_event(document):
@@ -416,4 +428,4 @@ def _key_list(document: dict[str, Any]) -> str:
     return ", ".join(keys) + (", ..." if len(document) > 6 else "") if keys else "none"
 
 
-__all__ = ["MAX_BODY_BYTES", "KeyFilter", "ObjectEvent", "parse_body", "sequencer_order"]
+__all__ = ["MAX_BODY_BYTES", "Event", "KeyFilter", "ObjectEvent", "parse_body", "sequencer_order"]

@@ -11,7 +11,7 @@ Database failures that may pass (lost connection, a locked SQLite file) are rais
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from pipeline.errors import RetryableError
 from pipeline.events import sequencer_order
+from pipeline.outcomes import FAILED
 from pipeline.report.schema import (
     DELETED,
     ERROR_CODE_LENGTH,
@@ -94,6 +95,23 @@ class ImageRow:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["labels"] = list(values["labels"] or [])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class RowSelection:
+    """Which rows a bulk operation (``pipeline requeue``) reads: every filter given must match.
+
+    ``prefix`` matches the start of ``key`` literally; ``since`` (inclusive) and ``until``
+    (exclusive) bound ``updated_at``, which for a decided row is when it was decided.
+    """
+
+    outcomes: tuple[str, ...] = (FAILED,)
+    bucket: str | None = None
+    prefix: str | None = None
+    #: Any of these error codes; empty means any (or none).
+    error_codes: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 def is_memory_url(url: str | sa.URL) -> bool:
@@ -439,6 +457,60 @@ class ReportStore:
             counts = {outcome: int(n) for outcome, n in conn.execute(statement)}
         return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
 
+    # -- requeue --------------------------------------------------------------------------
+
+    def count_selected(self, selection: RowSelection) -> int:
+        """How many rows ``selection`` matches."""
+        statement = sa.select(sa.func.count()).select_from(images).where(*_selection_conditions(selection))
+        with self._read() as conn:
+            return int(conn.execute(statement).scalar_one())
+
+    def select_page(self, selection: RowSelection, *, after_id: int = 0, limit: int) -> list[ImageRow]:
+        """Up to ``limit`` rows ``selection`` matches with ``id`` above ``after_id``, in ``id`` order.
+
+        Keyset paging on the primary key: the next page starts after the last id seen, so rows
+        that change state meanwhile (a requeued row turning pending) neither shift nor repeat pages.
+        """
+        statement = (
+            sa.select(images)
+            .where(images.c.id > after_id, *_selection_conditions(selection))
+            .order_by(images.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement)]
+
+    def requeue(
+        self, work_id: str, *, bucket: str, key: str, version_id: str | None, outcomes: Sequence[str] = (FAILED,)
+    ) -> ImageRow | None:
+        """Move the row back to ``pending`` if it is still in one of ``outcomes``; return it, else None.
+
+        One conditional UPDATE, so of several concurrent calls for a row exactly one gets it back
+        and the others see None: a requeue is never run twice at once. The row must also be the
+        object version named (a message cannot requeue another row under a forged work_id).
+        The previous decision is cleared (a pending row has none); ``attempts`` keeps counting
+        detection attempts, so a requeued image shows every try it has had.
+        """
+        now = _now()
+        statement = (
+            images.update()
+            .where(
+                images.c.work_id == work_id,
+                images.c.bucket == bucket,
+                images.c.key == key,
+                images.c.version_id.is_not_distinct_from(version_id),
+                images.c.outcome.in_(list(outcomes)),
+            )
+            .values(
+                outcome=PENDING, labels=[], detector=None, model_version=None, error_code=None,
+                error_message=None, timings=None, decided_at=None, updated_at=now,
+            )
+            .returning(*images.c)
+        )
+        with self._write() as conn:
+            row = conn.execute(statement).first()
+        return None if row is None else ImageRow.from_mapping(row._mapping)
+
     # -- malformed messages ---------------------------------------------------------------
 
     def record_malformed(self, message_id: str | None, error_code: str | None, reason: str | None, body: bytes | str) -> None:
@@ -518,4 +590,13 @@ def _find_conditions(
     return conditions
 
 
-__all__ = ["ImageRow", "ReportStore", "is_memory_url", "make_engine"]
+def _selection_conditions(selection: RowSelection) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for a :class:`RowSelection`."""
+    conditions = _find_conditions(None, selection.bucket, selection.prefix, None, selection.since, selection.until)
+    conditions.append(images.c.outcome.in_(list(selection.outcomes)))
+    if selection.error_codes:
+        conditions.append(images.c.error_code.in_(list(selection.error_codes)))
+    return conditions
+
+
+__all__ = ["ImageRow", "ReportStore", "RowSelection", "is_memory_url", "make_engine"]
