@@ -12,7 +12,6 @@ import io
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,10 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from pipeline import provision
 from pipeline.local.processes import Child, python_module
-from pipeline.report import migrate
 from pipeline.report.schema import malformed_messages
 from pipeline.report.store import ReportStore
-from pipeline.settings import Settings
-from tests.conftest import AWS_TEST_ENV, aws_client
+from tests.e2e.stack import child_env, provision_resources
 from tests.standins.rekognition import RekognitionStandIn
 
 pytestmark = pytest.mark.e2e
@@ -80,25 +76,13 @@ def bodies() -> dict[str, str]:
 
 @pytest.fixture
 def stack(redis_url: str, moto_endpoint: str, tmp_path: Path, redis_client: Any) -> Iterator[dict[str, Any]]:
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'report.db'}", bucket=f"bad-{run}",
-                        events_queue=f"events-{run}", dead_letter_queue=f"dlq-{run}", review_queue=f"review-{run}")
-    s3, sqs = aws_client("s3", moto_endpoint), aws_client("sqs", moto_endpoint)
-    provision.ensure_bucket(s3, settings.bucket)
-    queues = provision.ensure_queues(sqs, settings)
+    resources = provision_resources(moto_endpoint, tmp_path, "bad")
+    settings, s3, sqs, queues = resources.settings, resources.s3, resources.sqs, resources.queues
     for url in (queues.events_url, queues.dead_letter_url):
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": str(LARGE_QUEUE_MESSAGE_BYTES)})
-    provision.allow_bucket_to_send(sqs, queues, settings.bucket)
-    provision.ensure_notifications(s3, settings, queues.events_arn)
-    migrate.upgrade(settings.database_url)
     standin = RekognitionStandIn(s3_endpoint_url=moto_endpoint).start()
-    env = {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_ENDPOINT_URL_SQS": moto_endpoint,
-           "AWS_ENDPOINT_URL_REKOGNITION": standin.endpoint_url, "PIPELINE_BROKER_URL": redis_url,
-           "PIPELINE_DATABASE_URL": settings.database_url, "PIPELINE_BUCKET": settings.bucket,
-           "PIPELINE_EVENTS_QUEUE": queues.events_url, "PIPELINE_DEAD_LETTER_QUEUE": queues.dead_letter_url,
-           "PIPELINE_REVIEW_QUEUE": queues.review_url, "PIPELINE_DETECTORS": "rekognition",
-           "PIPELINE_STATE_DIR": str(tmp_path / "state")}
-    env.pop("AWS_ENDPOINT_URL", None)
+    env = child_env(resources, broker_url=redis_url, rekognition_url=standin.endpoint_url,
+                    PIPELINE_STATE_DIR=str(tmp_path / "state"))
     children = [Child("worker", python_module("pipeline", "worker", "--concurrency", "2"), env, tmp_path / "worker.log").start(),
                 Child("bridge", python_module("pipeline", "bridge"), env, tmp_path / "bridge.log").start()]
     try:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
-import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,10 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline import provision
 from pipeline.local.processes import Child, free_port, python_module
-from pipeline.report import migrate
 from pipeline.report.store import ReportStore
-from pipeline.settings import Settings
-from tests.conftest import AWS_TEST_ENV, _start_redis, aws_client
+from tests.conftest import _start_redis
+from tests.e2e.stack import child_env, provision_resources
 from tests.standins.rekognition import RekognitionStandIn
 
 pytestmark = pytest.mark.e2e
@@ -105,30 +101,16 @@ class Stack:
 
 @pytest.fixture
 def fault_stack(moto_endpoint: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'report.db'}", bucket=f"faults-{run}",
-                        events_queue=f"events-{run}", dead_letter_queue=f"dlq-{run}", review_queue=f"review-{run}")
-    s3, sqs = aws_client("s3", moto_endpoint), aws_client("sqs", moto_endpoint)
-    provision.ensure_bucket(s3, settings.bucket)
-    queues = provision.ensure_queues(sqs, settings)
+    resources = provision_resources(moto_endpoint, tmp_path, "faults")
+    settings, s3, sqs, queues = resources.settings, resources.s3, resources.sqs, resources.queues
     sqs.set_queue_attributes(QueueUrl=queues.events_url, Attributes={"VisibilityTimeout": EVENTS_VISIBILITY_TIMEOUT})
-    provision.allow_bucket_to_send(sqs, queues, settings.bucket)
-    provision.ensure_notifications(s3, settings, queues.events_arn)
-    migrate.upgrade(settings.database_url)
     images = {f"{PREFIX}wave-{i % WAVES}/img-{i:03d}.jpg": picture(i) for i in range(IMAGES)}
     flagged = {key for i, key in enumerate(images) if i % FLAGGED_EVERY == 0}
     rules = [{"sha256": hashlib.sha256(images[key]).hexdigest(), "labels": WEAPONS} for key in sorted(flagged)]
     standin = RekognitionStandIn(s3_endpoint_url=moto_endpoint, rules=rules).start()
     redis_port = free_port()
-    env = {**os.environ, **AWS_TEST_ENV, **FAST_RECOVERY,
-           "AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_ENDPOINT_URL_SQS": moto_endpoint,
-           "AWS_ENDPOINT_URL_REKOGNITION": standin.endpoint_url,
-           "PIPELINE_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-           "PIPELINE_DATABASE_URL": settings.database_url, "PIPELINE_BUCKET": settings.bucket,
-           "PIPELINE_EVENTS_QUEUE": queues.events_url, "PIPELINE_DEAD_LETTER_QUEUE": queues.dead_letter_url,
-           "PIPELINE_REVIEW_QUEUE": queues.review_url, "PIPELINE_DETECTORS": "rekognition",
-           "PIPELINE_STATE_DIR": str(tmp_path / "state")}
-    env.pop("AWS_ENDPOINT_URL", None)
+    env = child_env(resources, broker_url=f"redis://127.0.0.1:{redis_port}/0", rekognition_url=standin.endpoint_url,
+                    PIPELINE_STATE_DIR=str(tmp_path / "state"), **FAST_RECOVERY)
     stack = Stack(env, tmp_path, redis_port)
     try:
         for name in ("worker-a", "worker-b", "bridge", "beat"):

@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,9 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline import provision
 from pipeline.local.processes import Child, python_module
-from pipeline.report import migrate
 from pipeline.report.store import ImageRow, ReportStore
-from pipeline.settings import Settings
-from tests.conftest import AWS_TEST_ENV, aws_client
+from tests.e2e.stack import child_env, provision_resources
 from tests.standins.rekognition import RekognitionStandIn
 
 pytestmark = pytest.mark.e2e
@@ -95,24 +90,12 @@ def aws_cli(endpoint: str, env: dict[str, str], *args: str) -> str:
 @pytest.fixture(scope="module")
 def stack(redis_url: str, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory):
     """Bucket, queues and notification on moto; the stand-in; a real worker and bridge process."""
-    run = uuid.uuid4().hex[:8]
     tmp = tmp_path_factory.mktemp("e2e")
-    settings = Settings(broker_url=redis_url, database_url=f"sqlite:///{tmp / 'report.db'}", bucket=f"e2e-{run}",
-                        events_queue=f"events-{run}", dead_letter_queue=f"dlq-{run}", review_queue=f"review-{run}")
-    s3, sqs = aws_client("s3", moto_endpoint), aws_client("sqs", moto_endpoint)
-    provision.ensure_bucket(s3, settings.bucket)
-    queues = provision.ensure_queues(sqs, settings)
-    provision.allow_bucket_to_send(sqs, queues, settings.bucket)
-    provision.ensure_notifications(s3, settings, queues.events_arn)
-    migrate.upgrade(settings.database_url)
+    resources = provision_resources(moto_endpoint, tmp, "e2e", broker_url=redis_url)
+    settings, s3, sqs, queues = resources.settings, resources.s3, resources.sqs, resources.queues
     all_cases = cases()
     standin = RekognitionStandIn(s3_endpoint_url=moto_endpoint, rules=standin_rules(all_cases)).start()
-    env = {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_ENDPOINT_URL_SQS": moto_endpoint,
-           "AWS_ENDPOINT_URL_REKOGNITION": standin.endpoint_url, "PIPELINE_BROKER_URL": redis_url,
-           "PIPELINE_DATABASE_URL": settings.database_url, "PIPELINE_BUCKET": settings.bucket,
-           "PIPELINE_EVENTS_QUEUE": queues.events_url, "PIPELINE_DEAD_LETTER_QUEUE": queues.dead_letter_url,
-           "PIPELINE_REVIEW_QUEUE": queues.review_url, "PIPELINE_DETECTORS": "rekognition"}
-    env.pop("AWS_ENDPOINT_URL", None)
+    env = child_env(resources, broker_url=redis_url, rekognition_url=standin.endpoint_url)
     children = [Child("worker", python_module("pipeline", "worker", "--concurrency", "2"), env, tmp / "worker.log").start(),
                 Child("bridge", python_module("pipeline", "bridge"), env, tmp / "bridge.log").start()]
     try:

@@ -13,21 +13,16 @@ dead-letter queue itself, as if the bridge had failed to hand it off five times.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
 import pytest
 
-from pipeline import provision
 from pipeline.local.processes import Child, python_module
-from pipeline.report import migrate
 from pipeline.report.store import ImageRow, ReportStore
-from pipeline.settings import Settings
-from tests.conftest import AWS_TEST_ENV, aws_client
+from tests.e2e.stack import child_env, provision_resources
 from tests.e2e.test_pipeline_e2e import EXPLICIT, WEAPONS, picture
 from tests.integration.test_bridge import notification, s3_record
 from tests.standins.rekognition import RekognitionStandIn
@@ -58,25 +53,12 @@ def rules() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def stack(redis_url: str, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory):
     """Bucket, queues, notification (content/images/ only), the stand-in, a worker and a bridge."""
-    run = uuid.uuid4().hex[:8]
     tmp = tmp_path_factory.mktemp("requeue-e2e")
-    settings = Settings(broker_url=redis_url, database_url=f"sqlite:///{tmp / 'report.db'}", bucket=f"rq-{run}",
-                        events_queue=f"events-{run}", dead_letter_queue=f"dlq-{run}", review_queue=f"review-{run}")
-    s3, sqs = aws_client("s3", moto_endpoint), aws_client("sqs", moto_endpoint)
-    provision.ensure_bucket(s3, settings.bucket)
-    queues = provision.ensure_queues(sqs, settings)
-    provision.allow_bucket_to_send(sqs, queues, settings.bucket)
-    provision.ensure_notifications(s3, settings.replace(prefix=NOTIFIED), queues.events_arn)
-    migrate.upgrade(settings.database_url)
+    resources = provision_resources(moto_endpoint, tmp, "rq", notify_prefix=NOTIFIED)
+    settings, s3, sqs, queues = resources.settings, resources.s3, resources.sqs, resources.queues
     standin = RekognitionStandIn(s3_endpoint_url=moto_endpoint, rules=rules()).start()
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "PIPELINE_"))}
-    env = {**inherited, **AWS_TEST_ENV,
-           "AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_ENDPOINT_URL_SQS": moto_endpoint,
-           "AWS_ENDPOINT_URL_REKOGNITION": standin.endpoint_url, "PIPELINE_BROKER_URL": redis_url,
-           "PIPELINE_DATABASE_URL": settings.database_url, "PIPELINE_BUCKET": settings.bucket,
-           "PIPELINE_EVENTS_QUEUE": queues.events_url, "PIPELINE_DEAD_LETTER_QUEUE": queues.dead_letter_url,
-           "PIPELINE_REVIEW_QUEUE": queues.review_url, "PIPELINE_DETECTORS": "rekognition",
-           "PIPELINE_PREFIX": WATCHED, "PIPELINE_MAX_RETRIES": "0", "PYTHONUNBUFFERED": "1"}
+    env = child_env(resources, broker_url=redis_url, rekognition_url=standin.endpoint_url,
+                    PIPELINE_PREFIX=WATCHED, PIPELINE_MAX_RETRIES="0")
     children = [Child("worker", python_module("pipeline", "worker", "--concurrency", "2"), env, tmp / "worker.log").start(),
                 Child("bridge", python_module("pipeline", "bridge"), env, tmp / "bridge.log").start()]
     store = ReportStore.from_url(settings.database_url)

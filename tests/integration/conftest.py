@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from pipeline.report import migrate
+from pipeline.report.store import ReportStore
 from tests.conftest import service_missing
 
 #: Where the machine's PostgreSQL lives; PIPELINE_TEST_POSTGRES_URL overrides it.
@@ -72,3 +74,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     _empty_database(url)
     yield url
     _empty_database(url)
+
+
+@pytest.fixture
+def db_store(db_url: str) -> Iterator[ReportStore]:
+    """A ReportStore on ``db_url`` (SQLite file and PostgreSQL), migrated to head."""
+    migrate.upgrade(db_url)
+    report = ReportStore.from_url(db_url)
+    yield report
+    report.dispose()

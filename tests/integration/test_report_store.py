@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
@@ -55,12 +54,9 @@ LABELS = [
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[ReportStore]:
-    """A store on a freshly migrated database."""
-    migrate.upgrade(db_url)
-    report = ReportStore.from_url(db_url)
-    yield report
-    report.dispose()
+def store(db_store: ReportStore) -> ReportStore:
+    """A store on a freshly migrated database (SQLite and PostgreSQL, see conftest.db_store)."""
+    return db_store
 
 
 def table_names(url: str) -> set[str]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from pipeline.events import ObjectEvent
-from pipeline.report import migrate
 from pipeline.report.schema import images
 from pipeline.report.store import ImageRow, ReportStore, RowSelection
 
@@ -19,11 +17,9 @@ LABELS = [{"Name": "Weapons", "ParentName": "Violence", "Confidence": 88.5, "Tax
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[ReportStore]:
-    migrate.upgrade(db_url)
-    report = ReportStore.from_url(db_url)
-    yield report
-    report.dispose()
+def store(db_store: ReportStore) -> ReportStore:
+    """This module's tests run on SQLite and PostgreSQL (see conftest.db_store)."""
+    return db_store
 
 
 def add_row(store: ReportStore, key: str, outcome: str = "failed", *, bucket: str = "uploads",

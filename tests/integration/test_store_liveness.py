@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -22,11 +21,9 @@ SHORT_LATER_SEQ = "0055AED6DCD9029"
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[ReportStore]:
-    migrate.upgrade(db_url)
-    report = ReportStore.from_url(db_url)
-    yield report
-    report.dispose()
+def store(db_store: ReportStore) -> ReportStore:
+    """This module's tests run on SQLite and PostgreSQL (see conftest.db_store)."""
+    return db_store
 
 
 def unversioned(sequencer: str | None, etag: str) -> object:

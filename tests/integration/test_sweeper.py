@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,11 +21,9 @@ STALE_AFTER = 600
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[ReportStore]:
-    migrate.upgrade(db_url)
-    report = ReportStore.from_url(db_url)
-    yield report
-    report.dispose()
+def store(db_store: ReportStore) -> ReportStore:
+    """This module's tests run on SQLite and PostgreSQL (see conftest.db_store)."""
+    return db_store
 
 
 def pending_rows(store: ReportStore, count: int, *, age: float) -> list[Any]:
