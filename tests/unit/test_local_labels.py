@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -197,3 +199,28 @@ def test_class_names_come_from_the_model_metadata() -> None:
     assert class_names_from_metadata({"names": "{0: 'A', 1: 'B'}"}) == ("A", "B")
     with pytest.raises(ConfigurationError, match="no usable class names"):
         class_names_from_metadata({})
+
+
+# --- the worker's pool size, recorded before the pool forks ----------------------------------------
+
+
+class FakeWorker:
+    """What worker_init's sender (Celery's WorkController) has that the handler reads."""
+
+    def __init__(self, concurrency: Any) -> None:
+        self.concurrency = concurrency
+
+
+@pytest.mark.parametrize(("concurrency", "expected"), [(3, 3), (1, 1), ("auto", "cpus"), (None, None)])
+def test_worker_init_records_the_pool_size(monkeypatch: pytest.MonkeyPatch, concurrency: Any, expected: Any) -> None:
+    from celery import signals
+
+    from pipeline import runtime
+    from pipeline.detectors.local_model import usable_cpus
+
+    # Given: no pool size known yet
+    monkeypatch.setattr(runtime, "worker_processes", None)
+    # When: Celery's worker sends worker_init with its resolved concurrency
+    signals.worker_init.send(sender=FakeWorker(concurrency))
+    # Then
+    assert runtime.worker_processes == (usable_cpus() if expected == "cpus" else expected)
