@@ -181,7 +181,13 @@ def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, pare
     label = {"Name": name, "ParentName": parent, "TaxonomyLevel": level}
     for image in images:
         try:
-            entry = add_entry(target, Path(image).read_bytes(), label, note or Path(image).name, algorithm=algorithm)
+            data = Path(image).read_bytes()
+            if algorithm == "pdq":  # refuse a hash that would match unreliably (ThreatExchange's quality rule)
+                from pipeline.detectors.pdq import require_quality
+                from pipeline.images import decode_image
+
+                require_quality(decode_image(data))
+            entry = add_entry(target, data, label, note or Path(image).name, algorithm=algorithm)
         except PipelineError as exc:
             raise click.ClickException(f"{image}: {exc}") from None
         click.echo(f"{entry.algorithm} {entry.hash}  {image}  -> {target}")

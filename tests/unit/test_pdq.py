@@ -11,8 +11,8 @@ import pytest
 from pipeline.demo.make_samples import KNOWN_BAD_LABEL, SAMPLES_DIR
 from pipeline.detectors.factory import build_hashlist
 from pipeline.detectors.hashlist import HashList, add_entry, hamming_distance, hash_image
-from pipeline.detectors.pdq import PDQ_BITS, bits_to_hex, pdq_hash_and_quality
-from pipeline.errors import ConfigurationError
+from pipeline.detectors.pdq import PDQ_BITS, bits_to_hex, pdq_hash_and_quality, require_quality
+from pipeline.errors import ConfigurationError, UnsupportedImageError
 from pipeline.images import decode_image
 from pipeline.settings import Settings
 
@@ -84,3 +84,12 @@ def test_a_pdq_threshold_that_matches_everything_is_refused(tmp_path: Path) -> N
     settings = Settings(detectors=("hashlist",), hashlist_path=str(path), hashlist_pdq_max_distance=256)
     with pytest.raises(ConfigurationError, match="PIPELINE_HASHLIST_PDQ_MAX_DISTANCE=256 would match every image"):
         build_hashlist(settings, s3_client=None)
+
+
+def test_a_flat_image_is_too_poor_for_a_pdq_entry() -> None:
+    from PIL import Image
+
+    assert require_quality(decode_image(sample("meadow.jpg"))) >= 50
+    with pytest.raises(UnsupportedImageError, match="PDQ quality 0 is under 50") as caught:
+        require_quality(Image.new("RGB", (200, 200), (120, 120, 120)))
+    assert caught.value.error_code == "LowQualityHash"
