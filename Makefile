@@ -15,10 +15,11 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	@touch $@
 
-demo: $(VENV)/.installed-local
+# The local stack with the local model (the `model` extra: nudenet's bundled ONNX model, from wheels).
+demo: $(VENV)/.installed-local,model
 	$(BIN)/pipeline demo
 
-up: $(VENV)/.installed-local
+up: $(VENV)/.installed-local,model
 	$(BIN)/pipeline up --local
 
 test: $(VENV)/.installed-test

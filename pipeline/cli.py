@@ -201,12 +201,19 @@ def hashlist() -> None:
 @click.option("--parent", default="Explicit", show_default=True, help="Label ParentName (a taxonomy category).")
 @click.option("--level", default=2, show_default=True, type=click.IntRange(1, 3), help="Label TaxonomyLevel.")
 @click.option("--note", default="", help="Free text kept with each entry.")
-def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, parent: str, level: int, note: str) -> None:
+@click.option("--algorithm", default="phash", show_default=True, help="Hash algorithm: phash, or pdq (the `pdq` extra).")
+def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, parent: str, level: int, note: str,
+                 algorithm: str) -> None:
     """Add the perceptual hash of each IMAGE to the hash list (created if missing)."""
     from pathlib import Path
 
     from pipeline import taxonomy
-    from pipeline.detectors.hashlist import add_entry
+    from pipeline.detectors.hashlist import add_entry, get_algorithm
+
+    try:
+        get_algorithm(algorithm)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--algorithm") from None
 
     if parent not in taxonomy.PARENTS:  # a misspelt parent would escape PIPELINE_BLOCK_CATEGORIES
         raise click.BadParameter(f"{parent!r} is not in the moderation taxonomy; top-level categories: "
@@ -217,7 +224,13 @@ def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, pare
     label = {"Name": name, "ParentName": parent, "TaxonomyLevel": level}
     for image in images:
         try:
-            entry = add_entry(target, Path(image).read_bytes(), label, note or Path(image).name)
+            data = Path(image).read_bytes()
+            if algorithm == "pdq":  # refuse a hash that would match unreliably (ThreatExchange's quality rule)
+                from pipeline.detectors.pdq import require_quality
+                from pipeline.images import decode_image
+
+                require_quality(decode_image(data))
+            entry = add_entry(target, data, label, note or Path(image).name, algorithm=algorithm)
         except PipelineError as exc:
             raise click.ClickException(f"{image}: {exc}") from None
         click.echo(f"{entry.algorithm} {entry.hash}  {image}  -> {target}")

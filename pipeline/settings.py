@@ -9,6 +9,7 @@ Rekognition is real. A bad value raises :class:`ConfigurationError` naming the v
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from pathlib import Path
 from collections.abc import Mapping
@@ -50,7 +51,15 @@ DEFAULT_SWEEP_BATCH = 500
 #: The bridge stops receiving while this many tasks wait in the broker's detect queue.
 DEFAULT_BACKLOG_HIGH_WATER = 1000
 
-DETECTORS = ("rekognition", "hashlist")
+#: Hamming distance (of 256 PDQ bits) at or under which an image matches a ``pdq`` hash-list entry:
+#: ThreatExchange's PDQ_CONFIDENT_MATCH_THRESHOLD.
+DEFAULT_HASHLIST_PDQ_MAX_DISTANCE = 31
+#: ONNX Runtime threads per worker process for the local model; 0: usable CPUs // worker processes.
+DEFAULT_LOCAL_MODEL_THREADS = 0
+#: More threads than this per process is a typo, not a plan.
+MAX_LOCAL_MODEL_THREADS = 256
+
+DETECTORS = ("rekognition", "hashlist", "local")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
 DEMO_HASHLIST = str(Path(__file__).parent / "demo" / "known-bad-hashes.json")
 
@@ -76,6 +85,9 @@ class Settings:
     block_categories: tuple[str, ...] = ()
     hashlist_path: str | None = None
     hashlist_max_distance: int = DEFAULT_HASHLIST_MAX_DISTANCE
+    hashlist_pdq_max_distance: int = DEFAULT_HASHLIST_PDQ_MAX_DISTANCE
+    #: 0: chosen per worker process so that processes x threads fit the usable CPUs.
+    local_model_threads: int = DEFAULT_LOCAL_MODEL_THREADS
     tag_key: str = DEFAULT_TAG_KEY
     tag_value: str = DEFAULT_TAG_VALUE
     max_retries: int = DEFAULT_MAX_RETRIES
@@ -133,7 +145,8 @@ class Settings:
             raise ConfigurationError("PIPELINE_HASHLIST_PATH is required when PIPELINE_DETECTORS includes hashlist")
         if self.retry_backoff_max >= self.visibility_timeout:
             raise ConfigurationError("PIPELINE_RETRY_BACKOFF_MAX must be shorter than PIPELINE_VISIBILITY_TIMEOUT")
-        for name in ("max_retries", "hashlist_max_distance", "stale_after", "retry_backoff_max"):
+        self._validate_local_model()
+        for name in ("max_retries", "hashlist_max_distance", "hashlist_pdq_max_distance", "stale_after", "retry_backoff_max"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must not be negative")
         self._validate_liveness()
@@ -153,6 +166,18 @@ class Settings:
             raise ConfigurationError(
                 f"PIPELINE_STALE_AFTER ({self.stale_after}) must be longer than PIPELINE_RETRY_BACKOFF_MAX "
                 f"({self.retry_backoff_max}): a task waiting to retry would be taken for a lost one"
+            )
+
+    def _validate_local_model(self) -> None:
+        """The thread count, and the extra when the local detector is asked for (so start-up says which)."""
+        if not 0 <= self.local_model_threads <= MAX_LOCAL_MODEL_THREADS:
+            raise ConfigurationError(
+                f"PIPELINE_LOCAL_MODEL_THREADS must be 0 (automatic) to {MAX_LOCAL_MODEL_THREADS}, got {self.local_model_threads}"
+            )
+        if "local" in self.detectors and not local_model_installed():
+            raise ConfigurationError(
+                "PIPELINE_DETECTORS includes local, but the `model` extra is not installed: "
+                "pip install 's3-moderation-pipeline[model]'"
             )
 
     def _validate_categories(self) -> None:
@@ -189,7 +214,17 @@ def local_database_url(state_dir: str | Path) -> str:
 
 def _local_defaults(env: Mapping[str, str]) -> dict[str, Any]:
     state_dir = env.get(PREFIX + "STATE_DIR") or Settings.state_dir
-    return {"detectors": ("hashlist",), "hashlist_path": DEMO_HASHLIST, "database_url": local_database_url(state_dir)}
+    return {"detectors": local_detectors(), "hashlist_path": DEMO_HASHLIST, "database_url": local_database_url(state_dir)}
+
+
+def local_model_installed() -> bool:
+    """True when the `model` extra (nudenet and ONNX Runtime) is importable; nothing is imported."""
+    return all(importlib.util.find_spec(name) is not None for name in ("nudenet", "onnxruntime"))
+
+
+def local_detectors() -> tuple[str, ...]:
+    """The local stack's detectors: the hash list, plus the local model when its extra is installed."""
+    return ("hashlist", "local") if local_model_installed() else ("hashlist",)
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -221,6 +256,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "block_categories": _csv,
     "min_confidence": _positive_float,
     "hashlist_max_distance": _int,
+    "hashlist_pdq_max_distance": _int,
+    "local_model_threads": _int,
     "max_retries": _int,
     "retry_backoff_max": _int,
     "visibility_timeout": _int,

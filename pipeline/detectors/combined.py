@@ -1,7 +1,9 @@
 """Several detectors on one image: the labels are the union, each tagged with its detector.
 
-A failure of any one detector fails the detection (RetryableError or PermanentError as raised),
-never a silent "clean".
+The decision rules see every label, so a hash-list hit blocks even when the model sees nothing
+(``hashlist,local`` on the local stack). A failure of any one detector fails the detection
+(RetryableError or PermanentError as raised, so the task retries or records ``failed`` exactly as
+for a single detector), never a silent "clean"; a retry runs every detector again.
 """
 
 from __future__ import annotations

@@ -17,28 +17,30 @@ away. The list is a JSON file named by ``PIPELINE_HASHLIST_PATH``::
       ]
     }
 
-- ``algorithm``: a name in :data:`ALGORITHMS` (``phash``: imagehash's 64-bit DCT hash).
-- ``hash``: the hash in hex, exactly ``bits / 4`` digits (16 for ``phash``).
+- ``algorithm``: a name in :data:`ALGORITHMS`: ``phash`` (imagehash's 64-bit DCT hash) or, with
+  the ``pdq`` extra, ``pdq`` (Meta's 256-bit PDQ, in Meta's own hex form, so hashes exchanged
+  with other platforms load as they are).
+- ``hash``: the hash in hex, exactly ``bits / 4`` digits (16 for ``phash``, 64 for ``pdq``).
 - ``label``: Rekognition's vocabulary. ``ParentName`` defaults to ``""`` (a top-level label);
   ``TaxonomyLevel`` defaults to 1 for a top-level label, else 2.
 - ``note``: optional free text (where the entry came from); reported with each match.
 
-An image matches an entry when the Hamming distance between the two hashes is at most
-``max_distance`` (``PIPELINE_HASHLIST_MAX_DISTANCE``). Every matched label has Confidence 100.
+An image matches an entry when the Hamming distance between the two hashes is at most the
+threshold of the entry's algorithm: ``PIPELINE_HASHLIST_MAX_DISTANCE`` (of 64 bits) for ``phash``,
+``PIPELINE_HASHLIST_PDQ_MAX_DISTANCE`` (of 256 bits) for ``pdq``. Every matched label has
+Confidence 100.
 The detection's ``model_version`` is ``hashlist-v1:`` plus the first 12 hex digits of the list
 file's SHA-256, so a report row names the exact list that judged the image.
 
-Another module can add an algorithm (PDQ, say) with :func:`register_algorithm`; entries naming it
-then load and match like ``phash`` ones.
+Another module can add an algorithm with :func:`register_algorithm` (``pipeline.detectors.pdq``
+does, when pdqhash is installed); entries naming it then load and match like ``phash`` ones.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import struct
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -47,10 +49,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import imagehash
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pipeline.detectors.base import Detection, Detector, ImageRef, Label
-from pipeline.errors import ConfigurationError, UnsupportedImageError
+from pipeline.errors import ConfigurationError
+from pipeline.images import decode_image
 from pipeline.objects import read_image_bytes
 
 FORMAT_VERSION = 1  #: The only file format version this module reads and writes.
@@ -59,10 +62,6 @@ DIGEST_CHARS = 12  #: Hex digits of the file's SHA-256 kept in ``model_version``
 MATCH_CONFIDENCE = 100.0  #: A hash match is a fact about the bytes, not a score.
 DEFAULT_ALGORITHM = "phash"
 PHASH_SIZE = 8  #: imagehash's default: an 8x8 DCT block, 64 bits.
-#: The formats Rekognition accepts, so every detector agrees on what counts as an image.
-ACCEPTED_FORMATS = ("JPEG", "PNG")
-#: What Pillow raises for bytes it cannot decode (truncated files raise OSError from ``load()``).
-DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 SETTING = "PIPELINE_HASHLIST_PATH"
 
 
@@ -75,6 +74,8 @@ class HashAlgorithm(NamedTuple):
 
 #: Algorithm name (as written in the file) -> how to compute it.
 ALGORITHMS: dict[str, HashAlgorithm] = {}
+#: Algorithms that come with an extra, and how to get them when they are missing.
+OPTIONAL_ALGORITHMS = {"pdq": "needs the `pdq` extra: pip install 's3-moderation-pipeline[pdq]'"}
 
 
 def register_algorithm(name: str, function: Callable[[Image.Image], str], *, bits: int) -> None:
@@ -89,24 +90,6 @@ def _phash(image: Image.Image) -> str:
 
 
 register_algorithm("phash", _phash, bits=PHASH_SIZE * PHASH_SIZE)
-
-
-def decode_image(image_bytes: bytes) -> Image.Image:
-    """Fully decode a JPEG or PNG, upright per its EXIF orientation; else UnsupportedImageError.
-
-    ``load()`` forces the decode: ``Image.open`` reads only the header, so a truncated file
-    would otherwise pass (this relies on Pillow's default ``LOAD_TRUNCATED_IMAGES = False``).
-    """
-    try:
-        image = Image.open(io.BytesIO(image_bytes), formats=ACCEPTED_FORMATS)
-        image.load()
-        return ImageOps.exif_transpose(image)
-    except Image.DecompressionBombError as exc:
-        raise UnsupportedImageError(f"image has too many pixels: {exc}", code="ImageTooLargeException") from exc
-    except Image.UnidentifiedImageError as exc:
-        raise UnsupportedImageError("not a JPEG or PNG image") from exc
-    except DECODE_ERRORS as exc:
-        raise UnsupportedImageError(f"not a readable JPEG or PNG image: {exc}") from exc
 
 
 def get_algorithm(name: str) -> HashAlgorithm:
@@ -180,16 +163,33 @@ class HashList:
         """``hashlist-v1:<first 12 hex of the file's SHA-256>``."""
         return f"{MODEL_VERSION_PREFIX}:{self.digest[:DIGEST_CHARS]}"
 
-    def match(self, image_bytes: bytes, max_distance: int) -> list[tuple[HashEntry, int]]:
+    @property
+    def algorithms(self) -> set[str]:
+        """The algorithms the entries use."""
+        return {entry.algorithm for entry in self.entries}
+
+    def match(self, image_bytes: bytes, max_distance: MaxDistance) -> list[tuple[HashEntry, int]]:
         """Entries within ``max_distance`` bits of the image, closest first (file order on ties).
 
-        The image is decoded even when the list is empty, so an unreadable upload is never
-        reported clean. Raises UnsupportedImageError for bytes that are not a JPEG or PNG.
+        ``max_distance``: one number for every algorithm, or one per algorithm name (a 64-bit
+        pHash and a 256-bit PDQ hash need different thresholds). The image is decoded even when
+        the list is empty, so an unreadable upload is never reported clean. Raises
+        UnsupportedImageError for bytes that are not an image Rekognition would accept.
         """
         image = decode_image(image_bytes)
-        hashes = {name: get_algorithm(name).function(image) for name in {e.algorithm for e in self.entries}}
+        hashes = {name: get_algorithm(name).function(image) for name in self.algorithms}
         distances = [(entry, hamming_distance(hashes[entry.algorithm], entry.hash)) for entry in self.entries]
-        return sorted((pair for pair in distances if pair[1] <= max_distance), key=lambda pair: pair[1])
+        kept = [pair for pair in distances if pair[1] <= _threshold(max_distance, pair[0].algorithm)]
+        return sorted(kept, key=lambda pair: pair[1])
+
+
+#: A Hamming-distance threshold: one for all algorithms, or per algorithm name.
+MaxDistance = int | Mapping[str, int]
+
+
+def _threshold(max_distance: MaxDistance, algorithm: str) -> int:
+    """The threshold for ``algorithm``; a mapping without it is a bug in the caller (KeyError)."""
+    return max_distance if isinstance(max_distance, int) else max_distance[algorithm]
 
 
 def _parse_document(data: bytes, source: str) -> dict[str, Any]:
@@ -216,7 +216,10 @@ def _parse_entry(raw: Any, index: int, source: str) -> HashEntry:
         raise ConfigurationError(f"{where}: expected an object, got {type(raw).__name__}")
     algorithm = raw.get("algorithm")
     if algorithm not in ALGORITHMS:
-        raise ConfigurationError(f"{where}: unknown algorithm {algorithm!r}; known: {', '.join(sorted(ALGORITHMS))}")
+        hint = f" ({OPTIONAL_ALGORITHMS[algorithm]})" if algorithm in OPTIONAL_ALGORITHMS else ""
+        raise ConfigurationError(
+            f"{where}: unknown algorithm {algorithm!r}{hint}; known: {', '.join(sorted(ALGORITHMS))}"
+        )
     note = raw.get("note", "")
     if not isinstance(note, str):
         raise ConfigurationError(f"{where}: 'note' must be a string")
@@ -269,8 +272,9 @@ class HashListDetector(Detector):
 
     name = "hashlist"
 
-    def __init__(self, hash_list: HashList, *, s3_client: Any, max_distance: int) -> None:
-        if max_distance < 0:
+    def __init__(self, hash_list: HashList, *, s3_client: Any, max_distance: MaxDistance) -> None:
+        thresholds = [max_distance] if isinstance(max_distance, int) else list(max_distance.values())
+        if any(value < 0 for value in thresholds):
             raise ConfigurationError(f"PIPELINE_HASHLIST_MAX_DISTANCE must not be negative, got {max_distance}")
         self.hash_list = hash_list
         self.max_distance = max_distance
@@ -321,12 +325,24 @@ def _write_atomically(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp.name, path)
 
 
+def _register_optional_algorithms() -> None:
+    """PDQ when the ``pdq`` extra is installed; without it, an entry naming ``pdq`` fails to load."""
+    try:
+        from pipeline.detectors.pdq import PDQ_BITS, pdq_hash
+    except ImportError:
+        return
+    register_algorithm("pdq", pdq_hash, bits=PDQ_BITS)
+
+
+_register_optional_algorithms()
+
 __all__ = [
     "ALGORITHMS",
     "HashAlgorithm",
     "HashEntry",
     "HashList",
     "HashListDetector",
+    "MaxDistance",
     "add_entry",
     "build_detection",
     "decode_image",

@@ -88,6 +88,10 @@ class LocalStack:
             from pipeline.detectors.factory import build_hashlist
 
             build_hashlist(self.settings, s3_client=None)
+        if "local" in self.settings.detectors:
+            from pipeline.detectors.factory import build_local
+
+            build_local(self.settings, s3_client=None)  # the model file is there and readable
         address, port = self.settings.flower_address, self.settings.flower_port
         if self.with_flower and not port_is_free(port, address):
             raise ConfigurationError(f"PIPELINE_FLOWER_PORT={port}: {address}:{port} cannot be bound (in use?)")
@@ -158,6 +162,7 @@ class LocalStack:
             flower = self._spawn("flower", python_module("pipeline", "flower"), env)
             wait_for_port(self.settings.flower_port, host=self.settings.flower_address, proc=flower.proc, timeout=60)
             self.endpoints["flower"] = f"http://{self.settings.flower_address}:{self.settings.flower_port}"
+        self.endpoints["detectors"] = ",".join(self.settings.detectors)
         self.endpoints["database"] = self.settings.database_url
         self.endpoints["logs"] = str(self.state_dir / "logs")
 

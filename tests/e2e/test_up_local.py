@@ -1,5 +1,6 @@
 """The seed scenario as a user runs it: `pipeline up --local`, a hash list holding an image, a copy
-uploaded with `aws s3 cp`, the tag read back with `aws s3api get-object-tagging`, then Ctrl-C."""
+uploaded with `aws s3 cp`, the tag read back with `aws s3api get-object-tagging`, then Ctrl-C.
+With the `model` extra installed (the test extra has it), the local model runs beside the hash list."""
 
 from __future__ import annotations
 
@@ -79,6 +80,12 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
         assert tags(endpoint, "drafts/holiday copy.jpg") == {}
         rows = ReportStore.from_url(f"sqlite:///{tmp_path / 'state' / 'pipeline.db'}").find()
         assert [(r.key, r.outcome) for r in rows] == [("content/images/holiday copy.jpg", "blocked")]
+        # ... by the hash list, with the local model running beside it (the `model` extra, no AWS configured)
+        assert "detectors     hashlist,local" in banner
+        assert rows[0].detector == "hashlist+local"
+        hash_version, model_version = rows[0].model_version.split("+")
+        assert hash_version.startswith("hashlist-v1:") and model_version.startswith("nudenet-3.4.2:320n:")
+        assert [(label["Name"], label["Detector"]) for label in rows[0].labels] == [("Known Bad Content", "hashlist")]
         review = json.loads(aws(endpoint, "sqs", "receive-message", "--queue-url",
                                 f"{endpoint}/123456789012/moderation-review"))["Messages"]
         assert [json.loads(m["Body"])["key"] for m in review] == ["content/images/holiday copy.jpg"]

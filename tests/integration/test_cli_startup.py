@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -67,6 +68,27 @@ def test_hashlist_add_refuses_a_parent_outside_the_taxonomy(tmp_path, pipeline_e
     assert done.returncode == 2
     assert "'Explict' is not in the moderation taxonomy" in done.stderr
     assert not target.exists()
+
+
+def test_hashlist_add_with_pdq_writes_a_256_bit_entry_and_refuses_a_flat_image(tmp_path, pipeline_env):
+    # Given
+    from PIL import Image
+
+    image = Path(__file__).resolve().parents[2] / "pipeline" / "demo" / "samples" / "sunset.jpg"
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(flat)
+    target = tmp_path / "list.json"
+    # When
+    added = run_pipeline(pipeline_env, "hashlist", "add", str(image), "--file", str(target), "--algorithm", "pdq")
+    refused = run_pipeline(pipeline_env, "hashlist", "add", str(flat), "--file", str(target), "--algorithm", "pdq")
+    unknown = run_pipeline(pipeline_env, "hashlist", "add", str(image), "--file", str(target), "--algorithm", "md5")
+    # Then
+    assert added.returncode == 0, added.stderr
+    entries = json.loads(target.read_text())["entries"]
+    assert [(e["algorithm"], len(e["hash"])) for e in entries] == [("pdq", 64)]
+    assert refused.returncode == 1 and "PDQ quality 0 is under 50" in refused.stderr
+    assert unknown.returncode == 2 and "unknown hash algorithm 'md5'" in unknown.stderr
+    assert len(json.loads(target.read_text())["entries"]) == 1
 
 
 def test_up_local_refuses_a_flower_port_in_use(pipeline_env):

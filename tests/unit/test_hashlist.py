@@ -50,7 +50,8 @@ def demo_list() -> HashList:
         ({"version": 2, "entries": []}, "unsupported version 2"),
         ({"version": 1, "entries": {}}, "'entries' must be a list"),
         ({"version": 1, "entries": ["x"]}, "entry 0: expected an object"),
-        ({"version": 1, "entries": [{**VALID_ENTRY, "algorithm": "pdq"}]}, "unknown algorithm 'pdq'; known: phash"),
+        ({"version": 1, "entries": [{**VALID_ENTRY, "algorithm": "ahash"}]}, "unknown algorithm 'ahash'; known: pdq, phash"),
+        ({"version": 1, "entries": [{**VALID_ENTRY, "algorithm": "pdq"}]}, "'hash' must be 64 hex digits (256 bits)"),
         ({"version": 1, "entries": [{**VALID_ENTRY, "hash": "zz11ac5795bb16b6"}]}, "16 hex digits (64 bits)"),
         ({"version": 1, "entries": [{**VALID_ENTRY, "hash": "a811"}]}, "16 hex digits"),
         ({"version": 1, "entries": [{**VALID_ENTRY, "hash": 12}]}, "16 hex digits"),
@@ -121,8 +122,17 @@ def test_hash_image_is_64_bit_hex_and_stable() -> None:
 
 
 def test_hash_image_unknown_algorithm() -> None:
-    with pytest.raises(ConfigurationError, match="unknown hash algorithm 'pdq'; known: phash"):
-        hash_image(sample("sunset.jpg"), "pdq")
+    with pytest.raises(ConfigurationError, match="unknown hash algorithm 'ahash'; known: pdq, phash"):
+        hash_image(sample("sunset.jpg"), "ahash")
+
+
+def test_pdq_entry_without_the_pdq_extra_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: pdq not registered, as without the `pdq` extra
+    monkeypatch.setattr(hashlist, "ALGORITHMS", {"phash": hashlist.ALGORITHMS["phash"]})
+    path = write_list(tmp_path, {"version": 1, "entries": [{**VALID_ENTRY, "algorithm": "pdq", "hash": "0" * 64}]})
+    # When / Then
+    with pytest.raises(ConfigurationError, match=r"unknown algorithm 'pdq' \(needs the `pdq` extra: pip install"):
+        HashList.load(path)
 
 
 def test_hamming_distance() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ def test_defaults() -> None:
     assert settings.block_categories == ()
     assert settings.hashlist_path is None
     assert settings.hashlist_max_distance == 10
+    assert settings.hashlist_pdq_max_distance == 31
+    assert settings.local_model_threads == 0
     assert (settings.tag_key, settings.tag_value) == ("BlockedContent", "true")
     assert settings.max_retries == 5
     assert settings.retry_backoff_max == 300
@@ -71,6 +74,10 @@ VARIABLES: list[tuple[str, str, Any, dict[str, str]]] = [
     ("PIPELINE_BLOCK_CATEGORIES", "Explicit, Violence,,", ("Explicit", "Violence"), {}),
     ("PIPELINE_HASHLIST_PATH", HASHLIST, HASHLIST, {}),
     ("PIPELINE_HASHLIST_MAX_DISTANCE", "6", 6, {}),
+    ("PIPELINE_HASHLIST_PDQ_MAX_DISTANCE", "24", 24, {}),
+    ("PIPELINE_LOCAL_MODEL_THREADS", "2", 2, {}),
+    ("PIPELINE_LOCAL_MODEL_THREADS", "0", 0, {}),
+    ("PIPELINE_DETECTORS", "hashlist,local", ("hashlist", "local"), {"PIPELINE_HASHLIST_PATH": HASHLIST}),
     ("PIPELINE_TAG_KEY", "Moderation", "Moderation", {}),
     ("PIPELINE_TAG_VALUE", "blocked", "blocked", {}),
     ("PIPELINE_MAX_RETRIES", "0", 0, {}),
@@ -154,7 +161,12 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"PIPELINE_FLOWER_PORT": "70000"}, "PIPELINE_FLOWER_PORT"),
     ({"PIPELINE_BLOCK_CATEGORIES": "Explict"}, "PIPELINE_BLOCK_CATEGORIES"),
     ({"PIPELINE_BLOCK_CATEGORIES": "Violence,Explicit Nudity"}, "PIPELINE_BLOCK_CATEGORIES"),
-    ({"PIPELINE_DETECTORS": "local"}, "PIPELINE_DETECTORS"),
+    ({"PIPELINE_DETECTORS": "nudenet"}, "PIPELINE_DETECTORS"),
+    ({"PIPELINE_HASHLIST_PDQ_MAX_DISTANCE": "-1"}, "PIPELINE_HASHLIST_PDQ_MAX_DISTANCE"),
+    ({"PIPELINE_HASHLIST_PDQ_MAX_DISTANCE": "31.5"}, "PIPELINE_HASHLIST_PDQ_MAX_DISTANCE"),
+    ({"PIPELINE_LOCAL_MODEL_THREADS": "-1"}, "PIPELINE_LOCAL_MODEL_THREADS"),
+    ({"PIPELINE_LOCAL_MODEL_THREADS": "257"}, "PIPELINE_LOCAL_MODEL_THREADS"),
+    ({"PIPELINE_LOCAL_MODEL_THREADS": "auto"}, "PIPELINE_LOCAL_MODEL_THREADS"),
     ({"PIPELINE_PREFIX": "/content/images/"}, "PIPELINE_PREFIX"),
     ({"PIPELINE_SUFFIXES": "jpg,.png"}, "PIPELINE_SUFFIXES"),
     ({"PIPELINE_FLOWER_PORT": "0"}, "PIPELINE_FLOWER_PORT"),
@@ -210,7 +222,7 @@ def test_local_defaults() -> None:
     # When
     settings = Settings.from_env({}, local=True)
     # Then
-    assert settings.detectors == ("hashlist",)
+    assert settings.detectors == ("hashlist", "local")  # the test extra installs the model
     assert settings.hashlist_path == DEMO_HASHLIST
     assert Path(settings.hashlist_path).is_file()
     assert settings.database_url == f"sqlite:///{Path('.pipeline').resolve() / 'pipeline.db'}"
@@ -256,3 +268,13 @@ def test_settings_is_hashable_by_value() -> None:
     assert hash(parsed) == hash(built)
     assert {parsed: "cached"}[built] == "cached"
     assert len({Settings(), Settings(), Settings(bucket="other")}) == 2
+
+
+def test_local_stack_without_the_model_extra_uses_the_hash_list_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: nudenet not importable, as on a Rekognition-only install
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nudenet" else real_find_spec(name, *a))
+    # When / Then
+    assert Settings.from_env({}, local=True).detectors == ("hashlist",)
+    with pytest.raises(ConfigurationError, match=r"PIPELINE_DETECTORS includes local, but the `model` extra is not installed"):
+        Settings.from_env({"PIPELINE_DETECTORS": "local"})
