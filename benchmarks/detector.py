@@ -47,7 +47,10 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from bridge.dispatch import build_chain
+if __package__ in (None, ""):  # run as `python benchmarks/detector.py`: the repository root holds tests/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bridge.dispatch import build_chain  # noqa: E402 (after the path fix above)
 from pipeline import provision
 from pipeline.app import create_app
 from pipeline.demo import make_samples

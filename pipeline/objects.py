@@ -15,7 +15,8 @@ from pipeline.errors import UnsupportedImageError
 
 MAX_IMAGE_BYTES = 15 * 1024 * 1024  #: Rekognition's limit for S3 images
 TOO_LARGE_CODE = "ImageTooLargeException"  #: Rekognition's code, so both paths record the same
-EMPTY_CODE = "EmptyObject"
+#: Rekognition's answer for a zero-byte object, so every detector records the same code.
+EMPTY_CODE = "InvalidImageFormatException"
 
 
 def get_object_params(image: ImageRef) -> dict[str, Any]:

@@ -131,6 +131,8 @@ class Settings:
         """Check cross-field rules; raise ConfigurationError naming the variable."""
         if not 0 <= self.min_confidence <= 100:
             raise ConfigurationError("PIPELINE_MIN_CONFIDENCE must be between 0 and 100")
+        if len(set(self.detectors)) != len(self.detectors):
+            raise ConfigurationError(f"PIPELINE_DETECTORS names a detector twice: {','.join(self.detectors)}")
         unknown = [d for d in self.detectors if d not in DETECTORS]
         if unknown or not self.detectors:
             raise ConfigurationError(

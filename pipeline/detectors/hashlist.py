@@ -51,6 +51,7 @@ from typing import Any, NamedTuple
 import imagehash
 from PIL import Image
 
+from pipeline import taxonomy
 from pipeline.detectors.base import Detection, Detector, ImageRef, Label
 from pipeline.errors import ConfigurationError
 from pipeline.images import decode_image
@@ -97,7 +98,9 @@ def get_algorithm(name: str) -> HashAlgorithm:
     try:
         return ALGORITHMS[name]
     except (KeyError, TypeError):
-        raise ConfigurationError(f"unknown hash algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}") from None
+        hint = f" ({OPTIONAL_ALGORITHMS[name]})" if name in OPTIONAL_ALGORITHMS else ""
+        raise ConfigurationError(
+            f"unknown hash algorithm {name!r}{hint}; known: {', '.join(sorted(ALGORITHMS))}") from None
 
 
 def hash_image(image_bytes: bytes, algorithm: str = DEFAULT_ALGORITHM) -> str:
@@ -215,6 +218,8 @@ def _parse_entry(raw: Any, index: int, source: str) -> HashEntry:
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where}: expected an object, got {type(raw).__name__}")
     algorithm = raw.get("algorithm")
+    if algorithm is None:
+        raise ConfigurationError(f"{where}: missing 'algorithm' (one of {', '.join(sorted(ALGORITHMS))})")
     if algorithm not in ALGORITHMS:
         hint = f" ({OPTIONAL_ALGORITHMS[algorithm]})" if algorithm in OPTIONAL_ALGORITHMS else ""
         raise ConfigurationError(
@@ -243,6 +248,13 @@ def _parse_label(raw: Any, where: str) -> dict[str, Any]:
     parent = raw.get("ParentName") or ""
     if not isinstance(parent, str):
         raise ConfigurationError(f"{where}: 'label.ParentName' must be a string")
+    if taxonomy.top_level(raw["Name"], parent) not in taxonomy.TOP_LEVEL:
+        # A label outside the taxonomy has no top-level category, so PIPELINE_BLOCK_CATEGORIES would
+        # silently let its matches through.
+        raise ConfigurationError(
+            f"{where}: label {raw['Name']!r} (ParentName {parent!r}) is not placed in the moderation taxonomy; "
+            f"give a ParentName from it (top-level categories: {', '.join(taxonomy.TOP_LEVEL)})"
+        )
     level = raw.get("TaxonomyLevel", 2 if parent else 1)
     if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 3:
         raise ConfigurationError(f"{where}: 'label.TaxonomyLevel' must be 1, 2 or 3, got {level!r}")

@@ -1,8 +1,10 @@
 """Bad input through the real stack: each case gets a clear, recorded outcome, and the services keep running.
 
 Bodies that are not usable events are sent straight to the events queue; bad objects are uploaded
-to the watched prefix, so S3's own notifications carry them. Rekognition is the stand-in, which
-answers as the real service does for each bad image (see tests/standins/rekognition.py).
+to the watched prefix, so S3's own notifications carry them. The test runs twice: with Rekognition
+(the stand-in, which answers as the real service does for each bad image; see
+tests/standins/rekognition.py) and with the on-prem detectors (hash list and local model), which
+must record the same outcome and error code for every case.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from PIL import Image
 from pipeline.local.processes import Child, python_module
 from pipeline.report.schema import malformed_messages
 from pipeline.report.store import ReportStore
+from pipeline.settings import DEMO_HASHLIST, local_model_installed
+from tests.conftest import service_missing
 from tests.e2e.stack import child_env, provision_resources
 from tests.standins.rekognition import RekognitionStandIn
 
@@ -74,15 +78,25 @@ def bodies() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def stack(redis_url: str, moto_endpoint: str, tmp_path: Path, redis_client: Any) -> Iterator[dict[str, Any]]:
+#: Rekognition (the stand-in) and the on-prem detectors must record the same outcome and code for each case.
+DETECTORS = {
+    "rekognition": {"PIPELINE_DETECTORS": "rekognition"},
+    "hashlist,local": {"PIPELINE_DETECTORS": "hashlist,local", "PIPELINE_HASHLIST_PATH": DEMO_HASHLIST},
+}
+
+
+@pytest.fixture(params=list(DETECTORS))
+def stack(request: pytest.FixtureRequest, redis_url: str, moto_endpoint: str, tmp_path: Path,
+          redis_client: Any) -> Iterator[dict[str, Any]]:
+    if request.param == "hashlist,local" and not local_model_installed():
+        service_missing("the local model (the `model` extra) is not installed")
     resources = provision_resources(moto_endpoint, tmp_path, "bad")
     settings, s3, sqs, queues = resources.settings, resources.s3, resources.sqs, resources.queues
     for url in (queues.events_url, queues.dead_letter_url):
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": str(LARGE_QUEUE_MESSAGE_BYTES)})
     standin = RekognitionStandIn(s3_endpoint_url=moto_endpoint).start()
     env = child_env(resources, broker_url=redis_url, rekognition_url=standin.endpoint_url,
-                    PIPELINE_STATE_DIR=str(tmp_path / "state"))
+                    PIPELINE_STATE_DIR=str(tmp_path / "state"), **DETECTORS[request.param])
     children = [Child("worker", python_module("pipeline", "worker", "--concurrency", "2"), env, tmp_path / "worker.log").start(),
                 Child("bridge", python_module("pipeline", "bridge"), env, tmp_path / "bridge.log").start()]
     try:

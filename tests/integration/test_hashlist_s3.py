@@ -110,7 +110,7 @@ def test_matching_etag_reads_unversioned_object(s3: Any, bucket: str, detector: 
 def test_zero_byte_object_is_unsupported(s3: Any, bucket: str, detector: HashListDetector) -> None:
     with pytest.raises(UnsupportedImageError) as caught:
         detector.detect(upload(s3, bucket, b""))
-    assert caught.value.error_code == "EmptyObject"
+    assert caught.value.error_code == "InvalidImageFormatException"
 
 
 def test_non_image_object_is_unsupported(s3: Any, bucket: str, detector: HashListDetector) -> None:

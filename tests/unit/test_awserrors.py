@@ -181,7 +181,7 @@ def test_read_refuses_body_longer_than_announced() -> None:
 def test_read_refuses_empty_object() -> None:
     with pytest.raises(UnsupportedImageError) as caught:
         read_image_bytes(FakeS3(b""), IMAGE)
-    assert caught.value.error_code == "EmptyObject"
+    assert caught.value.error_code == "InvalidImageFormatException"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pipeline.settings import DEFAULT_HASHLIST_MAX_DISTANCE
 
 UNRELATED = ["sunset.jpg", "tiles.png", "waves.jpg", "meadow.jpg"]
 DEMO_LABEL = Label("Known Bad Content (demo)", "Explicit", 100.0, 2, "hashlist")
-VALID_ENTRY = {"algorithm": "phash", "hash": "a811ac5795bb16b6", "label": {"Name": "X"}}
+VALID_ENTRY = {"algorithm": "phash", "hash": "a811ac5795bb16b6", "label": {"Name": "X", "ParentName": "Explicit"}}
 
 
 def sample(name: str) -> bytes:
@@ -56,7 +56,13 @@ def demo_list() -> HashList:
         ({"version": 1, "entries": [{**VALID_ENTRY, "hash": "a811"}]}, "16 hex digits"),
         ({"version": 1, "entries": [{**VALID_ENTRY, "hash": 12}]}, "16 hex digits"),
         ({"version": 1, "entries": [VALID_ENTRY, {**VALID_ENTRY, "label": {}}]}, "entry 1: 'label' must be"),
-        ({"version": 1, "entries": [{**VALID_ENTRY, "label": {"Name": "X", "TaxonomyLevel": 7}}]}, "TaxonomyLevel"),
+        ({"version": 1, "entries": [{**VALID_ENTRY, "label": {"Name": "X", "ParentName": "Explicit", "TaxonomyLevel": 7}}]},
+         "TaxonomyLevel"),
+        # A parent outside the taxonomy would let PIPELINE_BLOCK_CATEGORIES pass its matches as clean
+        ({"version": 1, "entries": [{**VALID_ENTRY, "label": {"Name": "X", "ParentName": "Explict"}}]},
+         "label 'X' (ParentName 'Explict') is not placed in the moderation taxonomy"),
+        ({"version": 1, "entries": [{**VALID_ENTRY, "label": {"Name": "Known Bad"}}]}, "is not placed in the moderation taxonomy"),
+        ({"version": 1, "entries": [{key: v for key, v in VALID_ENTRY.items() if key != "algorithm"}]}, "missing 'algorithm'"),
         ({"version": 1, "entries": [{**VALID_ENTRY, "note": 3}]}, "'note' must be a string"),
     ],
 )
@@ -79,12 +85,13 @@ def test_load_missing_file_names_setting_and_path(tmp_path: Path) -> None:
 
 
 def test_load_normalises_entries_and_applies_label_defaults(tmp_path: Path) -> None:
-    # Given: upper-case hex, no ParentName/TaxonomyLevel, no note
-    path = write_list(tmp_path, {"version": 1, "entries": [{**VALID_ENTRY, "hash": "A811AC5795BB16B6"}]})
+    # Given: upper-case hex, a top-level taxonomy name without ParentName/TaxonomyLevel, no note
+    entry = {**VALID_ENTRY, "hash": "A811AC5795BB16B6", "label": {"Name": "Violence"}}
+    path = write_list(tmp_path, {"version": 1, "entries": [entry]})
     # When
     loaded = HashList.load(path)
     # Then
-    assert loaded.entries == (HashEntry("phash", "a811ac5795bb16b6", "X", "", 1, ""),)
+    assert loaded.entries == (HashEntry("phash", "a811ac5795bb16b6", "Violence", "", 1, ""),)
     assert loaded.source == str(path)
 
 
@@ -144,7 +151,7 @@ def test_matches_are_sorted_closest_first(tmp_path: Path) -> None:
     # Given: the exact hash and a 3-bit-off variant, farther one first in the file
     exact = hash_image(sample("known-bad.jpg"))
     near = f"{int(exact, 16) ^ 0b111:016x}"
-    entries = [{**VALID_ENTRY, "hash": near, "label": {"Name": "Near"}}, {**VALID_ENTRY, "hash": exact}]
+    entries = [{**VALID_ENTRY, "hash": near, "label": {"Name": "Near", "ParentName": "Violence"}}, {**VALID_ENTRY, "hash": exact}]
     loaded = HashList.load(write_list(tmp_path, {"version": 1, "entries": entries}))
     # When
     matches = loaded.match(sample("known-bad.jpg"), 3)
@@ -274,8 +281,8 @@ def test_add_entry_appends_keeps_others_and_skips_duplicates(tmp_path: Path) -> 
     # Given: an existing list whose entry carries an extra key
     path = write_list(tmp_path, {"version": 1, "entries": [{**VALID_ENTRY, "source": "ticket-1"}]})
     # When
-    first = add_entry(path, sample("waves.jpg"), {"Name": "Waves", "ParentName": ""}, "")
-    again = add_entry(path, sample("waves.jpg"), {"Name": "Waves"}, "a different note")
+    first = add_entry(path, sample("waves.jpg"), {"Name": "Waves", "ParentName": "Violence"}, "")
+    again = add_entry(path, sample("waves.jpg"), {"Name": "Waves", "ParentName": "Violence"}, "a different note")
     # Then
     document = json.loads(path.read_text())
     assert [e.get("source") for e in document["entries"]] == ["ticket-1", None]
@@ -285,14 +292,14 @@ def test_add_entry_appends_keeps_others_and_skips_duplicates(tmp_path: Path) -> 
 def test_add_entry_refuses_to_rewrite_an_invalid_file(tmp_path: Path) -> None:
     path = write_list(tmp_path, "{broken")
     with pytest.raises(ConfigurationError, match="not valid JSON"):
-        add_entry(path, sample("waves.jpg"), {"Name": "Waves"}, "")
+        add_entry(path, sample("waves.jpg"), {"Name": "Waves", "ParentName": "Violence"}, "")
     assert path.read_text() == "{broken"
 
 
 def test_add_entry_rejects_non_image_and_bad_label(tmp_path: Path) -> None:
     path = tmp_path / "list.json"
     with pytest.raises(UnsupportedImageError):
-        add_entry(path, b"not an image", {"Name": "X"}, "")
+        add_entry(path, b"not an image", {"Name": "X", "ParentName": "Violence"}, "")
     with pytest.raises(ConfigurationError, match="non-empty 'Name'"):
         add_entry(path, sample("waves.jpg"), {"Name": " "}, "")
     assert not path.exists()
