@@ -1,0 +1,260 @@
+"""The shared Rekognition rate limit: one limiter in Redis for every worker on every machine.
+
+**GCRA.** Redis keeps the *theoretical arrival time* (TAT) of the next call. At rate ``r`` a
+call's slot is ``max(now, TAT - burst / r)`` and taking it moves TAT on by ``1 / r``: with burst
+0 calls are spaced exactly ``1 / r`` apart; with burst ``b`` up to ``b`` extra calls may go at
+once after an idle spell, so no second ever holds more than ``r + b`` calls. One Lua script does
+the check and the reservation atomically, and reads the time with Redis ``TIME``, so every
+machine shares one clock and no two workers can take the same slot.
+
+**Reservation, bounded.** :meth:`RateLimiter.acquire` reserves the next slot and sleeps until it.
+A slot further off than ``max_wait`` (PIPELINE_RATELIMIT_MAX_WAIT) is not reserved:
+:class:`~pipeline.errors.RateLimitWaitExceeded` (retryable) tells the task to retry later with
+back-off instead of holding its worker. Redis unreachable raises
+:class:`~pipeline.errors.RateLimiterUnavailable` (retryable): Rekognition is never called unlimited.
+
+**Adaptive (AIMD).** A throttling answer reported with :meth:`RateLimiter.report_throttle`
+multiplies the *shared* rate by :data:`DECREASE_FACTOR`, never below :func:`floor_rate`, and at
+most once per :data:`DECREASE_WINDOW_SECONDS`, so a dozen workers hit by the same burst of
+throttles cut it once. The rate then climbs back linearly, from the floor to the configured rate
+in PIPELINE_RATELIMIT_RECOVERY_SECONDS; a new throttle during the climb cuts it again.
+
+**State.** One Redis hash per limiter, ``pipeline:ratelimit:{rekognition}`` (the braces are a
+Redis Cluster hash tag), with fields ``tat``, ``eff`` (the rate right after the last cut) and
+``cut_at``. It expires when idle long enough to have nothing left to remember.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from pipeline.errors import ConfigurationError, RateLimiterUnavailable, RateLimitWaitExceeded
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Every limiter's hash key starts with this; the limiter's name follows in braces (a hash tag).
+KEY_PREFIX = "pipeline:ratelimit:"
+#: The limiter every Rekognition call goes through.
+REKOGNITION = "rekognition"
+#: A throttle multiplies the shared rate by this (TCP's multiplicative decrease).
+DECREASE_FACTOR = 0.5
+#: At most one cut per this many seconds: the throttles of calls already sent (in flight, or
+#: still inside the service's 1-second window) answer the same overrun and must not cut again.
+DECREASE_WINDOW_SECONDS = 2.0
+#: The shared rate never drops below this share of the configured rate ...
+FLOOR_SHARE = 0.05
+#: ... nor below this many calls/s (unless the configured rate itself is lower).
+MIN_FLOOR_RATE = 1.0
+#: The hash outlives its last use by this much beyond recovery and the longest wait.
+TTL_MARGIN_SECONDS = 60.0
+#: A Redis that does not answer within this many seconds counts as unreachable.
+REDIS_TIMEOUT_SECONDS = 2.0
+#: Retries of a failed Redis command (a dropped connection) before the task is told to retry.
+REDIS_RETRIES = 2
+#: Longest pause between those retries, seconds; redis-py's own default grows to 10 s.
+REDIS_RETRY_CAP_SECONDS = 0.2
+
+#: The limiter, run atomically by Redis. KEYS[1]: the limiter's hash. ARGV: op, then the numbers.
+LUA = """
+-- ARGV: op ('acquire' | 'throttle' | 'peek'), rate, burst, max_wait, floor, factor, window,
+--       recovery (calls/s regained per second after a cut), ttl_ms
+-- Redis < 5 only replicates scripts that write after TIME by their effects when asked; later a no-op.
+if redis.replicate_commands then redis.replicate_commands() end
+
+local key, op = KEYS[1], ARGV[1]
+local rate, burst, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local floor, factor, window = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local recovery, ttl_ms = tonumber(ARGV[8]), tonumber(ARGV[9])
+
+-- The Redis server's clock: every worker on every machine agrees on "now".
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+
+local state = redis.call('HMGET', key, 'tat', 'eff', 'cut_at')
+local tat = tonumber(state[1]) or now
+local eff, cut_at = tonumber(state[2]), tonumber(state[3])
+
+-- Lua's tostring keeps 14 digits (0.1 ms of an epoch time) and a number reply would be truncated
+-- to an integer: store and return text with microseconds.
+local function fmt(x) return string.format('%.6f', x) end
+
+-- After a cut the shared rate climbs back linearly, never above the configured rate.
+local function current_rate()
+  if not eff then return rate end
+  return math.min(rate, eff + recovery * (now - cut_at))
+end
+
+if op == 'acquire' then
+  local r = current_rate()
+  local interval = 1 / r
+  tat = math.max(tat, now)
+  local slot = math.max(now, tat - burst * interval)
+  if slot - now > max_wait then
+    return {0, fmt(slot - now), fmt(r), fmt(slot)}  -- too far off: nothing reserved
+  end
+  redis.call('HSET', key, 'tat', fmt(tat + interval))
+  redis.call('PEXPIRE', key, ttl_ms)
+  return {1, fmt(slot - now), fmt(r), fmt(slot)}
+elseif op == 'throttle' then
+  local r = current_rate()
+  if cut_at and now - cut_at < window then
+    return {0, fmt(r), fmt(r)}  -- this overrun was answered already
+  end
+  local lowered = math.max(floor, r * factor)
+  redis.call('HSET', key, 'eff', fmt(lowered), 'cut_at', fmt(now))
+  redis.call('PEXPIRE', key, ttl_ms)
+  return {1, fmt(r), fmt(lowered)}
+end
+return {1, fmt(current_rate()), fmt(now)}
+"""
+
+
+def floor_rate(rate: float) -> float:
+    """The lowest the shared rate may be cut to: 5% of ``rate``, at least 1/s, at most ``rate``."""
+    return min(rate, max(MIN_FLOOR_RATE, FLOOR_SHARE * rate))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A slot the limiter gave: ``slot`` on the Redis clock, ``wait`` the script asked for,
+    ``waited`` the seconds :meth:`RateLimiter.acquire` took in all, ``rate`` the shared rate then."""
+
+    slot: float
+    wait: float
+    waited: float
+    rate: float
+
+
+class RateLimiter:
+    """One GCRA limiter in Redis, shared by every process that uses the same Redis and ``name``.
+
+    Thread-safe (redis-py clients are); ``sleep`` and ``clock`` can be replaced for tests.
+    """
+
+    def __init__(self, client: redis.Redis, *, rate: float, burst: int = 0, max_wait: float = 10.0,
+                 recovery_seconds: float = 30.0, name: str = REKOGNITION,
+                 decrease_window: float = DECREASE_WINDOW_SECONDS,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+        if not rate > 0 or burst < 0 or not max_wait > 0 or not recovery_seconds > 0:
+            raise ValueError("RateLimiter needs rate > 0, burst >= 0, max_wait > 0 and recovery_seconds > 0")
+        self.rate, self.burst, self.max_wait = float(rate), int(burst), float(max_wait)
+        self.floor = floor_rate(self.rate)
+        #: calls/s regained per second without a cut: floor to full rate in ``recovery_seconds``.
+        self.recovery = (self.rate - self.floor) / recovery_seconds
+        self.key = f"{KEY_PREFIX}{{{name}}}"
+        self._decrease_window = decrease_window
+        self._ttl_ms = math.ceil((recovery_seconds + max_wait + TTL_MARGIN_SECONDS) * 1000)
+        self._script = client.register_script(LUA)
+        self._sleep, self._clock = sleep, clock
+        self._last_rate = self.rate
+
+    def acquire(self) -> Grant:
+        """Reserve the next slot and sleep until it; RateLimitWaitExceeded when it is too far off."""
+        started = self._clock()
+        granted, wait, rate, slot = self._run("acquire")
+        if not granted:
+            raise RateLimitWaitExceeded(
+                f"next Rekognition slot is {float(wait):.1f} s away (shared rate {float(rate):.1f}/s), over "
+                f"PIPELINE_RATELIMIT_MAX_WAIT={self.max_wait:g} s: retrying later", wait_seconds=float(wait))
+        if float(wait) > 0:
+            self._sleep(float(wait))
+        self._note_recovery(float(rate))
+        return Grant(slot=float(slot), wait=float(wait), waited=self._clock() - started, rate=float(rate))
+
+    def report_throttle(self) -> bool:
+        """Tell every worker the service throttled: cut the shared rate. True if this report cut it."""
+        cut, before, after = self._run("throttle")
+        if cut:
+            log.warning("Rekognition throttled: shared rate lowered from %.1f to %.1f calls/s for every worker; "
+                        "it climbs back by %.2f calls/s each second without throttling",
+                        float(before), float(after), self.recovery)
+        else:
+            log.info("Rekognition throttled; the shared rate (now %.1f calls/s) was already lowered "
+                     "within the last %g s", float(after), self._decrease_window)
+        self._last_rate = float(after)
+        return bool(cut)
+
+    def current_rate(self) -> float:
+        """The shared rate right now, calls/s (after cuts and recovery)."""
+        return float(self._run("peek")[1])
+
+    def _run(self, op: str) -> list[Any]:
+        """One atomic step of the script; a Redis failure becomes RateLimiterUnavailable."""
+        args = [op, self.rate, self.burst, self.max_wait, self.floor, DECREASE_FACTOR, self._decrease_window,
+                self.recovery, self._ttl_ms]
+        try:
+            return self._script(keys=[self.key], args=args)
+        except redis.RedisError as exc:
+            raise RateLimiterUnavailable(f"shared rate limiter's Redis unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def _note_recovery(self, rate: float) -> None:
+        """Say once per process when the shared rate is back at the configured rate after a cut."""
+        if rate >= self.rate > self._last_rate:
+            log.info("Rekognition shared rate back at the configured %.1f calls/s", self.rate)
+        self._last_rate = rate
+
+
+def limiter_from_settings(settings: Settings, *, name: str = REKOGNITION) -> RateLimiter | None:
+    """A limiter on the configured Redis; None when the limit is off (PIPELINE_RATELIMIT_RATE=0)."""
+    if settings.ratelimit_rate <= 0:
+        return None
+    url = settings.effective_ratelimit_url
+    if url is None:  # Settings.validate prevents this whenever rekognition is configured
+        raise ConfigurationError("PIPELINE_RATELIMIT_URL must be set: the shared rate limit lives in Redis")
+    return RateLimiter(redis_client(url), rate=settings.ratelimit_rate, burst=settings.ratelimit_burst,
+                       max_wait=settings.ratelimit_max_wait, recovery_seconds=settings.ratelimit_recovery_seconds,
+                       name=name)
+
+
+def shared_limiter(settings: Settings) -> RateLimiter | None:
+    """The Rekognition limiter of this process (made once per process id, like ``pipeline.aws``)."""
+    return _shared_limiter(settings, os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_limiter(settings: Settings, pid: int) -> RateLimiter | None:
+    return limiter_from_settings(settings)
+
+
+def check_reachable(settings: Settings) -> None:
+    """Start-up check: ConfigurationError naming the variable when the limiter's Redis does not answer."""
+    url = settings.effective_ratelimit_url
+    if not settings.ratelimit_enabled or url is None:
+        return
+    variable = "PIPELINE_RATELIMIT_URL" if settings.ratelimit_url else "PIPELINE_BROKER_URL"
+    client = redis_client(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ConfigurationError(f"{variable}={_safe_url(url)}: the shared rate limiter cannot reach Redis: {exc}") from None
+    finally:
+        client.close()
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client that gives up quickly: a dead Redis must fail the task (to retry later), not hang it."""
+    retry = Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_SECONDS, base=REDIS_RETRY_CAP_SECONDS / 4), REDIS_RETRIES)
+    return redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                                socket_timeout=REDIS_TIMEOUT_SECONDS, retry=retry)
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)
+
+
+__all__ = ["Grant", "RateLimiter", "check_reachable", "floor_rate", "limiter_from_settings", "redis_client",
+           "shared_limiter"]
