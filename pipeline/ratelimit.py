@@ -13,15 +13,19 @@ A slot further off than ``max_wait`` (PIPELINE_RATELIMIT_MAX_WAIT) is not reserv
 back-off instead of holding its worker. Redis unreachable raises
 :class:`~pipeline.errors.RateLimiterUnavailable` (retryable): Rekognition is never called unlimited.
 
-**Adaptive (AIMD).** A throttling answer reported with :meth:`RateLimiter.report_throttle`
-multiplies the *shared* rate by :data:`DECREASE_FACTOR`, never below :func:`floor_rate`, and at
+**Adaptive (AIMD).** Throttling answers reported with :meth:`RateLimiter.report_throttle`
+multiply the *shared* rate by :data:`DECREASE_FACTOR`, never below :func:`floor_rate`, and at
 most once per :data:`DECREASE_WINDOW_SECONDS`, so a dozen workers hit by the same burst of
-throttles cut it once. The rate then climbs back linearly, from the floor to the configured rate
-in PIPELINE_RATELIMIT_RECOVERY_SECONDS; a new throttle during the climb cuts it again.
+throttles cut it once. A lone throttle, with no other within :data:`CONFIRM_SECONDS`, is taken
+for jitter at the edge of the quota (a late packet, a paused process) and only noted: the call
+is retried, but the fleet does not lose half its rate for it. A real overrun throttles call
+after call, so the second throttle confirms it at once. After a cut the rate climbs back
+linearly, from the floor to the configured rate in PIPELINE_RATELIMIT_RECOVERY_SECONDS; throttles
+during the climb cut it again.
 
 **State.** One Redis hash per limiter, ``pipeline:ratelimit:{rekognition}`` (the braces are a
-Redis Cluster hash tag), with fields ``tat``, ``eff`` (the rate right after the last cut) and
-``cut_at``. It expires when idle long enough to have nothing left to remember.
+Redis Cluster hash tag), with fields ``tat``, ``eff`` (the rate right after the last cut),
+``cut_at`` and ``lone_at`` (a throttle not yet confirmed). It expires when idle long enough to have nothing left to remember.
 """
 
 from __future__ import annotations
@@ -52,10 +56,14 @@ DECREASE_FACTOR = 0.5
 #: At most one cut per this many seconds: the throttles of calls already sent (in flight, or
 #: still inside the service's 1-second window) answer the same overrun and must not cut again.
 DECREASE_WINDOW_SECONDS = 2.0
+#: A throttle cuts the rate only when another came within this many seconds (the quota's window).
+CONFIRM_SECONDS = 1.0
 #: The shared rate never drops below this share of the configured rate ...
 FLOOR_SHARE = 0.05
 #: ... nor below this many calls/s (unless the configured rate itself is lower).
 MIN_FLOOR_RATE = 1.0
+#: Fresh slots a caller that keeps waking late may take before it goes anyway.
+MAX_RETAKES = 3
 #: The hash outlives its last use by this much beyond recovery and the longest wait.
 TTL_MARGIN_SECONDS = 60.0
 #: A Redis that does not answer within this many seconds counts as unreachable.
@@ -68,22 +76,22 @@ REDIS_RETRY_CAP_SECONDS = 0.2
 #: The limiter, run atomically by Redis. KEYS[1]: the limiter's hash. ARGV: op, then the numbers.
 LUA = """
 -- ARGV: op ('acquire' | 'throttle' | 'peek'), rate, burst, max_wait, floor, factor, window,
---       recovery (calls/s regained per second after a cut), ttl_ms
+--       recovery (calls/s regained per second after a cut), ttl_ms, confirm
 -- Redis < 5 only replicates scripts that write after TIME by their effects when asked; later a no-op.
 if redis.replicate_commands then redis.replicate_commands() end
 
 local key, op = KEYS[1], ARGV[1]
 local rate, burst, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local floor, factor, window = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local recovery, ttl_ms = tonumber(ARGV[8]), tonumber(ARGV[9])
+local recovery, ttl_ms, confirm = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 
 -- The Redis server's clock: every worker on every machine agrees on "now".
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
-local state = redis.call('HMGET', key, 'tat', 'eff', 'cut_at')
+local state = redis.call('HMGET', key, 'tat', 'eff', 'cut_at', 'lone_at')
 local tat = tonumber(state[1]) or now
-local eff, cut_at = tonumber(state[2]), tonumber(state[3])
+local eff, cut_at, lone_at = tonumber(state[2]), tonumber(state[3]), tonumber(state[4])
 
 -- Lua's tostring keeps 14 digits (0.1 ms of an epoch time) and a number reply would be truncated
 -- to an integer: store and return text with microseconds.
@@ -109,12 +117,18 @@ if op == 'acquire' then
 elseif op == 'throttle' then
   local r = current_rate()
   if cut_at and now - cut_at < window then
-    return {0, fmt(r), fmt(r)}  -- this overrun was answered already
+    return {'answered', fmt(r), fmt(r)}  -- this overrun was answered already
+  end
+  if not lone_at or now - lone_at > confirm then
+    redis.call('HSET', key, 'lone_at', fmt(now))  -- alone so far: jitter, unless another follows
+    redis.call('PEXPIRE', key, ttl_ms)
+    return {'noted', fmt(r), fmt(r)}
   end
   local lowered = math.max(floor, r * factor)
   redis.call('HSET', key, 'eff', fmt(lowered), 'cut_at', fmt(now))
+  redis.call('HDEL', key, 'lone_at')
   redis.call('PEXPIRE', key, ttl_ms)
-  return {1, fmt(r), fmt(lowered)}
+  return {'cut', fmt(r), fmt(lowered)}
 end
 return {1, fmt(current_rate()), fmt(now)}
 """
@@ -128,12 +142,14 @@ def floor_rate(rate: float) -> float:
 @dataclass(frozen=True)
 class Grant:
     """A slot the limiter gave: ``slot`` on the Redis clock, ``wait`` the script asked for,
-    ``waited`` the seconds :meth:`RateLimiter.acquire` took in all, ``rate`` the shared rate then."""
+    ``waited`` the seconds :meth:`RateLimiter.acquire` took in all, ``rate`` the shared rate then,
+    ``retakes`` how many earlier slots were given up because the caller woke too late for them."""
 
     slot: float
     wait: float
     waited: float
     rate: float
+    retakes: int = 0
 
 
 class RateLimiter:
@@ -144,7 +160,7 @@ class RateLimiter:
 
     def __init__(self, client: redis.Redis, *, rate: float, burst: int = 0, max_wait: float = 10.0,
                  recovery_seconds: float = 30.0, name: str = REKOGNITION,
-                 decrease_window: float = DECREASE_WINDOW_SECONDS,
+                 decrease_window: float = DECREASE_WINDOW_SECONDS, confirm_window: float = CONFIRM_SECONDS,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         if not rate > 0 or burst < 0 or not max_wait > 0 or not recovery_seconds > 0:
             raise ValueError("RateLimiter needs rate > 0, burst >= 0, max_wait > 0 and recovery_seconds > 0")
@@ -153,46 +169,66 @@ class RateLimiter:
         #: calls/s regained per second without a cut: floor to full rate in ``recovery_seconds``.
         self.recovery = (self.rate - self.floor) / recovery_seconds
         self.key = f"{KEY_PREFIX}{{{name}}}"
-        self._decrease_window = decrease_window
+        self._decrease_window, self._confirm_window = decrease_window, confirm_window
         self._ttl_ms = math.ceil((recovery_seconds + max_wait + TTL_MARGIN_SECONDS) * 1000)
         self._script = client.register_script(LUA)
         self._sleep, self._clock = sleep, clock
         self._last_rate = self.rate
 
     def acquire(self) -> Grant:
-        """Reserve the next slot and sleep until it; RateLimitWaitExceeded when it is too far off."""
+        """Reserve the next slot and sleep until it; RateLimitWaitExceeded when it is too far off.
+
+        A caller that wakes more than one interval after its slot (a starved or paused process)
+        takes a fresh slot, up to MAX_RETAKES times and within the same ``max_wait``: sending late,
+        into the slots of the callers after it, would bunch calls above the rate.
+        """
         started = self._clock()
-        granted, wait, rate, slot = self._run("acquire")
+        for retakes in range(MAX_RETAKES + 1):
+            slot, wait, rate, late = self._reserve_and_sleep(self.max_wait - (self._clock() - started))
+            if late <= 1 / rate:
+                break
+        self._note_recovery(rate)
+        return Grant(slot=slot, wait=wait, waited=self._clock() - started, rate=rate, retakes=retakes)
+
+    def _reserve_and_sleep(self, max_wait: float) -> tuple[float, float, float, float]:
+        """One reservation within ``max_wait``, slept until: (slot, wait, rate, seconds woken late)."""
+        granted, wait, rate, slot = (float(value) for value in self._run("acquire", max_wait))
         if not granted:
             raise RateLimitWaitExceeded(
-                f"next Rekognition slot is {float(wait):.1f} s away (shared rate {float(rate):.1f}/s), over "
-                f"PIPELINE_RATELIMIT_MAX_WAIT={self.max_wait:g} s: retrying later", wait_seconds=float(wait))
-        if float(wait) > 0:
-            self._sleep(float(wait))
-        self._note_recovery(float(rate))
-        return Grant(slot=float(slot), wait=float(wait), waited=self._clock() - started, rate=float(rate))
+                f"next Rekognition slot is {wait:.1f} s away (shared rate {rate:.1f}/s), over "
+                f"PIPELINE_RATELIMIT_MAX_WAIT={self.max_wait:g} s: retrying later", wait_seconds=wait)
+        due = self._clock() + wait
+        if wait > 0:
+            self._sleep(wait)
+        return slot, wait, rate, self._clock() - due
 
-    def report_throttle(self) -> bool:
-        """Tell every worker the service throttled: cut the shared rate. True if this report cut it."""
-        cut, before, after = self._run("throttle")
-        if cut:
+    def report_throttle(self) -> str:
+        """Tell every worker the service throttled. Returns what became of it:
+        ``"cut"`` (this report lowered the shared rate), ``"noted"`` (a lone throttle so far) or
+        ``"answered"`` (the rate was cut for this overrun already)."""
+        status, before, after = self._run("throttle")
+        status, before, after = status.decode(), float(before), float(after)
+        if status == "cut":
             log.warning("Rekognition throttled: shared rate lowered from %.1f to %.1f calls/s for every worker; "
-                        "it climbs back by %.2f calls/s each second without throttling",
-                        float(before), float(after), self.recovery)
+                        "it climbs back by %.2f calls/s each second", before, after, self.recovery)
+        elif status == "noted":
+            log.info("Rekognition throttled once at %.1f calls/s; the shared rate is lowered if another "
+                     "throttle follows within %g s", after, self._confirm_window)
         else:
-            log.info("Rekognition throttled; the shared rate (now %.1f calls/s) was already lowered "
-                     "within the last %g s", float(after), self._decrease_window)
-        self._last_rate = float(after)
-        return bool(cut)
+            log.info("Rekognition throttled; the shared rate (now %.1f calls/s) was lowered for this "
+                     "overrun already", after)
+        self._last_rate = after
+        return status
 
     def current_rate(self) -> float:
         """The shared rate right now, calls/s (after cuts and recovery)."""
         return float(self._run("peek")[1])
 
-    def _run(self, op: str) -> list[Any]:
+    def _run(self, op: str, max_wait: float | None = None) -> list[Any]:
         """One atomic step of the script; a Redis failure becomes RateLimiterUnavailable."""
-        args = [op, self.rate, self.burst, self.max_wait, self.floor, DECREASE_FACTOR, self._decrease_window,
-                self.recovery, self._ttl_ms]
+        max_wait = self.max_wait if max_wait is None else max_wait
+        args = [op, self.rate, self.burst, max_wait, self.floor, DECREASE_FACTOR, self._decrease_window,
+                self.recovery, self._ttl_ms, self._confirm_window]
         try:
             return self._script(keys=[self.key], args=args)
         except redis.RedisError as exc:

@@ -46,18 +46,22 @@ def client(redis_client: redis.Redis) -> redis.Redis:
 
 
 class FakeTime:
-    """A clock that moves only when the limiter sleeps, recording each sleep."""
+    """A clock that moves only when the limiter sleeps, recording each sleep.
 
-    def __init__(self) -> None:
+    ``oversleep``: extra seconds the next sleeps take, as a starved process wakes late.
+    """
+
+    def __init__(self, oversleep: list[float] | None = None) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
+        self._oversleep = list(oversleep or [])
 
     def clock(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.now += seconds
+        self.now += seconds + (self._oversleep.pop(0) if self._oversleep else 0.0)
 
 
 def limiter(client: redis.Redis, *, name: str | None = None, fake: FakeTime | None = None, **kwargs: Any) -> RateLimiter:
@@ -125,6 +129,37 @@ def test_idle_state_expires(client):
     assert 90_000 < ttl_ms <= 95_000
 
 
+def test_a_caller_that_wakes_too_late_for_its_slot_takes_a_fresh_one(client):
+    # Given: 10/s, and a worker whose first sleep overruns by a second (a paused process)
+    fake = FakeTime(oversleep=[1.0])
+    shared = limiter(client, rate=10, fake=fake)
+    first = shared.acquire()
+    # When
+    second = shared.acquire()
+    # Then: it gave its stale slot up and took the next one, instead of sending late into it
+    assert second.retakes == 1 and len(fake.sleeps) == 2
+    assert second.slot - first.slot == pytest.approx(0.2, abs=ROUNDING)
+    assert second.waited == pytest.approx(sum(fake.sleeps) + 1.0)
+
+
+def test_a_caller_that_keeps_waking_late_goes_after_a_few_fresh_slots(client):
+    fake = FakeTime(oversleep=[0.5] * 10)
+    shared = limiter(client, rate=10, fake=fake)
+    shared.acquire()
+    grant = shared.acquire()
+    assert grant.retakes == 3 and len(fake.sleeps) == 4
+
+
+def test_fresh_slots_stay_within_the_same_max_wait(client):
+    # Given: two seconds of patience, and a first sleep that overruns by 1.95 s
+    fake = FakeTime(oversleep=[1.95])
+    shared = limiter(client, rate=10, max_wait=2.0, fake=fake)
+    shared.acquire()
+    # When / Then: the fresh slot (0.2 s away) no longer fits into what is left of the two seconds
+    with pytest.raises(RateLimitWaitExceeded):
+        shared.acquire()
+
+
 # -- several processes --------------------------------------------------------------------------
 
 
@@ -167,17 +202,34 @@ def test_processes_sharing_one_limiter_never_exceed_the_rate_in_any_second(redis
 # -- adaptive: throttles lower the shared rate, recovery climbs back ------------------------------
 
 
-def test_a_throttle_lowers_the_rate_for_another_limiter_on_the_same_redis(client):
-    # Given: two workers' limiters sharing a name
+def test_throttles_from_two_workers_lower_the_rate_for_every_limiter_on_the_same_redis(client):
+    # Given: three workers' limiters sharing a name
     name = uuid.uuid4().hex
-    reporter = limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY)
-    other = limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY)
-    # When
-    assert reporter.report_throttle() is True
-    # Then: the other one sees half the rate and spaces its slots 1/25 s apart
+    first, second, other = (limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY) for _ in range(3))
+    # When: one worker is throttled, and another right after it
+    assert first.report_throttle() == "noted"
+    assert second.report_throttle() == "cut"
+    # Then: the third sees half the rate and spaces its slots 1/25 s apart
     assert other.current_rate() == pytest.approx(25.0, abs=1e-3)
     slots = [other.acquire().slot for _ in range(5)]
-    assert gaps(slots[1:]) == pytest.approx([0.04] * 3, abs=ROUNDING)
+    assert gaps(slots) == pytest.approx([0.04] * 4, abs=ROUNDING)
+
+
+def test_a_lone_throttle_is_noted_but_leaves_the_rate_alone(client):
+    shared = limiter(client, rate=50, recovery_seconds=NO_RECOVERY)
+    assert shared.report_throttle() == "noted"
+    assert shared.current_rate() == 50.0
+    assert client.hget(shared.key, "lone_at") is not None
+
+
+def test_throttles_further_apart_than_the_confirm_window_never_cut(client):
+    # Given: a confirm window so short that no two reports fall into it
+    shared = limiter(client, rate=50, recovery_seconds=NO_RECOVERY, confirm_window=1e-9)
+    # When
+    statuses = [shared.report_throttle() for _ in range(5)]
+    # Then: each is jitter at the edge of the quota, retried by its task, not a reason to slow everyone
+    assert statuses == ["noted"] * 5
+    assert shared.current_rate() == 50.0
 
 
 def test_a_dozen_workers_reporting_one_burst_of_throttles_halve_the_rate_once(client):
@@ -186,19 +238,19 @@ def test_a_dozen_workers_reporting_one_burst_of_throttles_halve_the_rate_once(cl
     workers = [limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY) for _ in range(12)]
     # When: they all report at once
     with ThreadPoolExecutor(max_workers=12) as pool:
-        cuts = list(pool.map(lambda worker: worker.report_throttle(), workers))
-    # Then: exactly one report cut the rate, and only by half
-    assert cuts.count(True) == 1
+        statuses = list(pool.map(lambda worker: worker.report_throttle(), workers))
+    # Then: the first is noted, the second cuts the rate by half, the other ten find it answered
+    assert sorted(statuses) == sorted(["noted", "cut"] + ["answered"] * 10)
     assert workers[0].current_rate() == pytest.approx(25.0, abs=1e-3)
 
 
-def test_after_the_window_a_new_throttle_cuts_again_down_to_the_floor(client):
-    # Given: a short decrease window, so that each report is a new overrun
+def test_after_the_window_new_throttles_cut_again_down_to_the_floor(client):
+    # Given: a short decrease window, so that each pair of reports is a new overrun
     shared = limiter(client, rate=50, recovery_seconds=NO_RECOVERY, decrease_window=1e-9)
     # When
     rates = []
     for _ in range(7):
-        shared.report_throttle()
+        assert [shared.report_throttle(), shared.report_throttle()] == ["noted", "cut"]
         rates.append(round(shared.current_rate(), 3))
     # Then: halved each time, never below the floor of 5% (2.5/s)
     assert rates == [25.0, 12.5, 6.25, 3.125, 2.5, 2.5, 2.5]
@@ -207,14 +259,14 @@ def test_after_the_window_a_new_throttle_cuts_again_down_to_the_floor(client):
 
 def test_within_the_window_later_reports_leave_the_rate_alone(client):
     shared = limiter(client, rate=50, recovery_seconds=NO_RECOVERY, decrease_window=3600)
-    assert [shared.report_throttle() for _ in range(3)] == [True, False, False]
+    assert [shared.report_throttle() for _ in range(4)] == ["noted", "cut", "answered", "answered"]
     assert shared.current_rate() == pytest.approx(25.0, abs=1e-3)
 
 
 def test_the_rate_climbs_back_to_the_configured_rate_and_no_further(client):
     # Given: floor-to-full recovery in 0.5 s, and a cut to 25/s
     shared = limiter(client, rate=50, recovery_seconds=0.5)
-    shared.report_throttle()
+    assert [shared.report_throttle(), shared.report_throttle()] == ["noted", "cut"]
     # When: the rate is sampled while slots are taken, and again after the recovery time
     climbing = [shared.acquire().rate for _ in range(5)]
     time.sleep(0.6)  # past the recovery time (a wait, not a measurement)
@@ -325,26 +377,38 @@ def test_detector_takes_a_slot_and_records_the_wait(client, standin, image):
     [("ThrottlingException", None), ("ThrottlingException", 500), ("ProvisionedThroughputExceededException", None)],
     ids=["throttling-400", "throttling-500", "provisioned-throughput"],
 )
-def test_detector_reports_a_throttle_to_the_shared_limiter_then_raises_it(client, standin, image, code, status):
-    # Given: another worker's limiter on the same Redis
+def test_detector_reports_throttles_to_the_shared_limiter_then_raises_them(client, standin, image, code, status):
+    # Given: two workers' detectors, and another worker's limiter, on the same Redis
     name = uuid.uuid4().hex
-    shared = limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY)
+    detectors = [detector_on(standin, limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY)) for _ in range(2)]
     other = limiter(client, name=name, rate=50, recovery_seconds=NO_RECOVERY)
-    standin.fail_next(1, code, status=status)
-    # When
-    with pytest.raises(ThrottledError) as caught:
-        detector_on(standin, shared).detect(image)
-    # Then: the task sees the throttle (and retries it); every worker's rate is halved
-    assert caught.value.error_code == code
+    standin.fail_next(2, code, status=status)
+    # When: each worker's call is throttled
+    for detector in detectors:
+        with pytest.raises(ThrottledError) as caught:
+            detector.detect(image)
+        # Then: the task sees the throttle (and retries it with back-off)
+        assert caught.value.error_code == code
+    # and the shared rate of every worker is halved
     assert other.current_rate() == pytest.approx(25.0, abs=1e-3)
+
+
+def test_one_throttled_call_is_retried_without_slowing_every_worker(client, standin, image):
+    shared = limiter(client, rate=50, recovery_seconds=NO_RECOVERY)
+    standin.fail_next(1, "ThrottlingException")
+    with pytest.raises(ThrottledError):
+        detector_on(standin, shared).detect(image)
+    assert shared.current_rate() == 50.0 and client.hget(shared.key, "lone_at") is not None
 
 
 def test_the_stand_ins_quota_throttles_are_reported_too(client, standin, image):
     shared = limiter(client, rate=50, recovery_seconds=NO_RECOVERY)
+    detector = detector_on(standin, shared)
     standin.set_quota(0)
-    with pytest.raises(ThrottledError):
-        detector_on(standin, shared).detect(image)
-    assert standin.stats()["throttled"] == 1
+    for _ in range(2):
+        with pytest.raises(ThrottledError):
+            detector.detect(image)
+    assert standin.stats()["throttled"] == 2
     assert shared.current_rate() == pytest.approx(25.0, abs=1e-3)
 
 
