@@ -71,8 +71,8 @@ BUCKET = "bench-uploads"
 REVIEW_QUEUE = "bench-review"
 #: Seconds discarded at the start of a measured phase (workers filling their pools).
 WARMUP_SECONDS = 3.0
-#: A gap of this many seconds without a throttle ends a burst of throttles.
-QUIET_SECONDS = 2.0
+#: A gap of this many seconds without a throttle (the quota's own window) ends a burst of throttles.
+QUIET_SECONDS = 1.0
 #: How often the benchmark reads the shared limiter's rate from Redis.
 SAMPLE_SECONDS = 0.25
 #: Recovery counts as done when the shared rate is back at this share of the configured rate.
@@ -541,7 +541,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ratelimit", description=__doc__.splitlines()[0])
     parser.add_argument("--quota", type=float, default=50.0, help="the stand-in's calls/s quota Q")
     parser.add_argument("--headroom", type=float, default=0.96, help="shared limiter rate as a share of Q")
-    parser.add_argument("--images", type=int, default=4000, help="chains in the shared arm's backlog (native: 60%%)")
+    parser.add_argument("--images", type=int, default=5000, help="chains in the shared arm's backlog (native: 60%%)")
     parser.add_argument("--objects", type=int, default=100, help="distinct S3 objects the backlog cycles over")
     parser.add_argument("--duration", type=float, default=30.0, help="steady phase, seconds")
     parser.add_argument("--halved", type=float, default=25.0, help="seconds with the quota halved")

@@ -21,11 +21,13 @@ for jitter at the edge of the quota (a late packet, a paused process) and only n
 is retried, but the fleet does not lose half its rate for it. A real overrun throttles call
 after call, so the second throttle confirms it at once. After a cut the rate climbs back
 linearly, from the floor to the configured rate in PIPELINE_RATELIMIT_RECOVERY_SECONDS; throttles
-during the climb cut it again.
+during the climb hold it where it is (it climbs only while no throttle comes), and after the
+window cut it again.
 
 **State.** One Redis hash per limiter, ``pipeline:ratelimit:{rekognition}`` (the braces are a
-Redis Cluster hash tag), with fields ``tat``, ``eff`` (the rate right after the last cut),
-``cut_at`` and ``lone_at`` (a throttle not yet confirmed). It expires when idle long enough to have nothing left to remember.
+Redis Cluster hash tag), with fields ``tat``, ``eff`` and ``since`` (the rate after the last
+throttle, and when it came), ``cut_at`` (the last cut) and ``lone_at`` (a throttle not yet
+confirmed). It expires when idle long enough to have nothing left to remember.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ REDIS_RETRY_CAP_SECONDS = 0.2
 #: The limiter, run atomically by Redis. KEYS[1]: the limiter's hash. ARGV: op, then the numbers.
 LUA = """
 -- ARGV: op ('acquire' | 'throttle' | 'peek'), rate, burst, max_wait, floor, factor, window,
---       recovery (calls/s regained per second after a cut), ttl_ms, confirm
+--       recovery (calls/s regained per second without throttles), ttl_ms, confirm
 -- Redis < 5 only replicates scripts that write after TIME by their effects when asked; later a no-op.
 if redis.replicate_commands then redis.replicate_commands() end
 
@@ -89,18 +91,19 @@ local recovery, ttl_ms, confirm = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
-local state = redis.call('HMGET', key, 'tat', 'eff', 'cut_at', 'lone_at')
+local state = redis.call('HMGET', key, 'tat', 'eff', 'since', 'cut_at', 'lone_at')
 local tat = tonumber(state[1]) or now
-local eff, cut_at, lone_at = tonumber(state[2]), tonumber(state[3]), tonumber(state[4])
+local eff, since = tonumber(state[2]), tonumber(state[3])
+local cut_at, lone_at = tonumber(state[4]), tonumber(state[5])
 
 -- Lua's tostring keeps 14 digits (0.1 ms of an epoch time) and a number reply would be truncated
 -- to an integer: store and return text with microseconds.
 local function fmt(x) return string.format('%.6f', x) end
 
--- After a cut the shared rate climbs back linearly, never above the configured rate.
+-- After a throttle the shared rate climbs back linearly from eff, never above the configured rate.
 local function current_rate()
   if not eff then return rate end
-  return math.min(rate, eff + recovery * (now - cut_at))
+  return math.min(rate, eff + recovery * (now - since))
 end
 
 if op == 'acquire' then
@@ -116,19 +119,22 @@ if op == 'acquire' then
   return {1, fmt(slot - now), fmt(r), fmt(slot)}
 elseif op == 'throttle' then
   local r = current_rate()
+  local status, lowered = 'noted', r
   if cut_at and now - cut_at < window then
-    return {'answered', fmt(r), fmt(r)}  -- this overrun was answered already
-  end
-  if not lone_at or now - lone_at > confirm then
+    status = 'answered'  -- this overrun was answered already
+  elseif lone_at and now - lone_at <= confirm then
+    status, lowered = 'cut', math.max(floor, r * factor)
+    redis.call('HSET', key, 'cut_at', fmt(now))
+    redis.call('HDEL', key, 'lone_at')
+  else
     redis.call('HSET', key, 'lone_at', fmt(now))  -- alone so far: jitter, unless another follows
-    redis.call('PEXPIRE', key, ttl_ms)
-    return {'noted', fmt(r), fmt(r)}
   end
-  local lowered = math.max(floor, r * factor)
-  redis.call('HSET', key, 'eff', fmt(lowered), 'cut_at', fmt(now))
-  redis.call('HDEL', key, 'lone_at')
+  -- The climb counts only time without throttles: it starts again from here.
+  if lowered < rate then
+    redis.call('HSET', key, 'eff', fmt(lowered), 'since', fmt(now))
+  end
   redis.call('PEXPIRE', key, ttl_ms)
-  return {'cut', fmt(r), fmt(lowered)}
+  return {status, fmt(r), fmt(lowered)}
 end
 return {1, fmt(current_rate()), fmt(now)}
 """

@@ -263,6 +263,19 @@ def test_within_the_window_later_reports_leave_the_rate_alone(client):
     assert shared.current_rate() == pytest.approx(25.0, abs=1e-3)
 
 
+def test_throttles_during_the_climb_hold_the_rate_where_it_is(client):
+    # Given: a cut to 25/s, with a window long enough that later throttles only find it answered
+    shared = limiter(client, rate=50, recovery_seconds=10, decrease_window=3600)
+    assert [shared.report_throttle(), shared.report_throttle()] == ["noted", "cut"]
+    cut_at = float(client.hget(shared.key, "cut_at"))
+    # When: another throttle comes while the rate climbs
+    assert shared.report_throttle() == "answered"
+    # Then: the climb starts again from where the rate was, at that throttle
+    state = {k.decode(): float(v) for k, v in client.hgetall(shared.key).items()}
+    assert state["since"] > cut_at and 25.0 <= state["eff"] < 50.0
+    assert state["cut_at"] == cut_at
+
+
 def test_the_rate_climbs_back_to_the_configured_rate_and_no_further(client):
     # Given: floor-to-full recovery in 0.5 s, and a cut to 25/s
     shared = limiter(client, rate=50, recovery_seconds=0.5)
