@@ -45,7 +45,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from pipeline.errors import ConfigurationError, RateLimiterUnavailable, RateLimitWaitExceeded
-from pipeline.settings import Settings
+from pipeline.settings import DEFAULT_RATELIMIT_MAX_WAIT, DEFAULT_RATELIMIT_RECOVERY_SECONDS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,9 @@ class RateLimiter:
     Thread-safe (redis-py clients are); ``sleep`` and ``clock`` can be replaced for tests.
     """
 
-    def __init__(self, client: redis.Redis, *, rate: float, burst: int = 0, max_wait: float = 10.0,
-                 recovery_seconds: float = 30.0, name: str = REKOGNITION,
+    def __init__(self, client: redis.Redis, *, rate: float, burst: int = 0,
+                 max_wait: float = DEFAULT_RATELIMIT_MAX_WAIT,
+                 recovery_seconds: float = DEFAULT_RATELIMIT_RECOVERY_SECONDS, name: str = REKOGNITION,
                  decrease_window: float = DECREASE_WINDOW_SECONDS, confirm_window: float = CONFIRM_SECONDS,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         if not rate > 0 or burst < 0 or not max_wait > 0 or not recovery_seconds > 0:
