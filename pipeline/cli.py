@@ -100,6 +100,9 @@ def worker(celery_args: tuple[str, ...]) -> None:
     _configure_logging(settings)
     migrate.ensure_current(settings.database_url)
     build_detector(settings, client=aws.client)  # fail now, not on the first task
+    from pipeline import ratelimit
+
+    ratelimit.check_reachable(settings)  # the shared Rekognition rate limit's Redis
     _resolve_queue(aws.client("sqs"), settings.review_queue, "PIPELINE_REVIEW_QUEUE")
     from pipeline.app import app
 

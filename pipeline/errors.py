@@ -6,6 +6,8 @@
      +- ConfigurationError     a bad setting; raised at start-up, names the variable
      +- RetryableError         throttling, 5xx, timeouts, connection loss: try again later
      |   +- ThrottledError     the service said "slow down"
+     |   +- RateLimitWaitExceeded   the shared rate limit's next slot is further off than allowed
+     |   +- RateLimiterUnavailable  the limiter's Redis cannot be reached (never call unlimited)
      +- PermanentError         retrying cannot help: record a terminal ``failed`` outcome
          +- MalformedEventError    an SQS body that is not an S3 event we understand
          +- ObjectGoneError        the object (version) no longer exists
@@ -49,6 +51,26 @@ class ThrottledError(RetryableError):
     """The service rejected the call for exceeding a rate (ThrottlingException and friends)."""
 
     default_code = "ThrottlingException"
+
+
+class RateLimitWaitExceeded(RetryableError):
+    """The shared rate limit's next slot is further off than PIPELINE_RATELIMIT_MAX_WAIT.
+
+    Raised before the call, with nothing reserved: the task retries later with back-off instead
+    of holding its worker. ``wait_seconds`` is how long the slot was away.
+    """
+
+    default_code = "RateLimitWaitExceeded"
+
+    def __init__(self, message: str, *, wait_seconds: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.wait_seconds = wait_seconds
+
+
+class RateLimiterUnavailable(RetryableError):
+    """The shared rate limiter's Redis cannot be reached; the call is not made unlimited."""
+
+    default_code = "RateLimiterUnavailable"
 
 
 class PermanentError(PipelineError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 from pathlib import Path
 from collections.abc import Mapping
@@ -59,6 +60,18 @@ DEFAULT_LOCAL_MODEL_THREADS = 0
 #: More threads than this per process is a typo, not a plan.
 MAX_LOCAL_MODEL_THREADS = 256
 
+# -- shared Rekognition rate limit (pipeline.ratelimit) --
+#: Rekognition's default DetectModerationLabels quota in large regions, calls/s for every worker together.
+DEFAULT_RATELIMIT_RATE = 50.0
+#: Extra calls allowed at once after an idle spell; 0 spaces every call 1/rate apart.
+DEFAULT_RATELIMIT_BURST = 0
+#: Longest a detection waits for its slot, seconds; beyond it the task retries later with back-off.
+DEFAULT_RATELIMIT_MAX_WAIT = 10.0
+#: Seconds without throttling for the lowered shared rate to climb from its floor back to the full rate.
+DEFAULT_RATELIMIT_RECOVERY_SECONDS = 30.0
+#: Redis URL schemes redis-py connects to; the limiter defaults to the broker only for the first two.
+RATELIMIT_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
 DETECTORS = ("rekognition", "hashlist", "local")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
 DEMO_HASHLIST = str(Path(__file__).parent / "demo" / "known-bad-hashes.json")
@@ -106,6 +119,14 @@ class Settings:
     log_level: str = "INFO"
     #: Where ``up --local`` keeps its logs, Redis data and SQLite file.
     state_dir: str = ".pipeline"
+    # -- shared Rekognition rate limit (pipeline.ratelimit) --
+    #: The limiter's Redis. ``None``: the broker, when the broker is Redis.
+    ratelimit_url: str | None = None
+    #: Calls/s to Rekognition for all workers together; 0 turns the shared limiter off.
+    ratelimit_rate: float = DEFAULT_RATELIMIT_RATE
+    ratelimit_burst: int = DEFAULT_RATELIMIT_BURST
+    ratelimit_max_wait: float = DEFAULT_RATELIMIT_MAX_WAIT
+    ratelimit_recovery_seconds: float = DEFAULT_RATELIMIT_RECOVERY_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, local: bool = False, **overrides: Any) -> "Settings":
@@ -158,6 +179,39 @@ class Settings:
             raise ConfigurationError("PIPELINE_FLOWER_PORT must be a TCP port (1-65535)")
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
+        self._validate_ratelimit()
+
+    def _validate_ratelimit(self) -> None:
+        """The shared rate limit's numbers, and a Redis to keep it in whenever it is on."""
+        if not (math.isfinite(self.ratelimit_rate) and self.ratelimit_rate >= 0):
+            raise ConfigurationError("PIPELINE_RATELIMIT_RATE must be a number >= 0 (calls/s; 0 turns the limiter off)")
+        if self.ratelimit_burst < 0:
+            raise ConfigurationError("PIPELINE_RATELIMIT_BURST must not be negative")
+        for name in ("ratelimit_max_wait", "ratelimit_recovery_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be a positive number of seconds")
+        if self.ratelimit_url is not None and not self.ratelimit_url.startswith(RATELIMIT_URL_SCHEMES):
+            raise ConfigurationError(f"PIPELINE_RATELIMIT_URL must start with {', '.join(RATELIMIT_URL_SCHEMES)}")
+        if self.ratelimit_enabled and self.effective_ratelimit_url is None:
+            scheme = self.effective_broker_url.split("://", 1)[0]  # never the whole URL: it may hold a password
+            raise ConfigurationError(
+                f"PIPELINE_RATELIMIT_URL must be set: the shared Rekognition rate limit lives in Redis and the "
+                f"broker ({scheme}://...) is not Redis; or set PIPELINE_RATELIMIT_RATE=0 to turn the limit off"
+            )
+
+    @property
+    def ratelimit_enabled(self) -> bool:
+        """True when Rekognition calls go through the shared limiter (rekognition configured, rate > 0)."""
+        return "rekognition" in self.detectors and self.ratelimit_rate > 0
+
+    @property
+    def effective_ratelimit_url(self) -> str | None:
+        """The limiter's Redis: PIPELINE_RATELIMIT_URL, else a Redis broker, else None."""
+        if self.ratelimit_url:
+            return self.ratelimit_url
+        broker = self.effective_broker_url
+        return broker if broker.startswith(("redis://", "rediss://")) else None
 
     def _validate_liveness(self) -> None:
         """The sweeper must not take a task waiting out its back-off for a lost one."""
@@ -270,6 +324,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "allowed_buckets": _csv,
     "flower_port": _int,
     "log_level": _log_level,
+    # -- shared Rekognition rate limit --
+    "ratelimit_rate": float,
+    "ratelimit_burst": _int,
+    "ratelimit_max_wait": float,
+    "ratelimit_recovery_seconds": float,
 }
 
 

@@ -41,8 +41,11 @@ def detect(rt: Runtime, work: Result) -> Result:
         return {**work, "skipped": True}
     detection = _detect(rt, image)
     outcome = decision.decide(detection.labels, rt.policy)
-    return {**work, "outcome": outcome, "detection": detection.to_dict(),
-            "timings": {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}}
+    timings = {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}
+    if detection.waited_ms is not None:
+        timings["ratelimit_wait_ms"] = round(detection.waited_ms, 3)
+        log.debug("detect %s waited %.1f ms for the shared rate limit", work["work_id"], detection.waited_ms)
+    return {**work, "outcome": outcome, "detection": detection.to_dict(), "timings": timings}
 
 
 #: Rekognition's answer for an S3 object it cannot read: missing, or not allowed to read it.

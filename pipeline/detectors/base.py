@@ -67,15 +67,21 @@ class Detection:
     labels: tuple[Label, ...] = ()
     elapsed_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Time spent waiting for a shared rate-limit slot before the call (not in ``elapsed_ms``);
+    #: None when no limiter was involved.
+    waited_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "detector": self.detector,
             "model_version": self.model_version,
             "labels": [label.to_dict() for label in self.labels],
             "elapsed_ms": round(self.elapsed_ms, 3),
             "extra": self.extra,
         }
+        if self.waited_ms is not None:
+            data["waited_ms"] = round(self.waited_ms, 3)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Detection":
@@ -85,6 +91,7 @@ class Detection:
             labels=tuple(Label.from_dict(item) for item in data.get("labels", [])),
             elapsed_ms=float(data.get("elapsed_ms", 0.0)),
             extra=dict(data.get("extra") or {}),
+            waited_ms=None if data.get("waited_ms") is None else float(data["waited_ms"]),
         )
 
 

@@ -30,4 +30,11 @@ class CombinedDetector(Detector):
             labels=tuple(label for r in results for label in r.labels),
             elapsed_ms=sum(r.elapsed_ms for r in results),
             extra={r.detector: r.extra for r in results if r.extra},
+            waited_ms=_total_wait(results),
         )
+
+
+def _total_wait(results: Sequence[Detection]) -> float | None:
+    """The rate-limit waits added up; None when no detector had a limiter."""
+    waits = [r.waited_ms for r in results if r.waited_ms is not None]
+    return sum(waits) if waits else None

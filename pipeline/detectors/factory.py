@@ -25,9 +25,13 @@ def build_detector(settings: Settings, *, client: Callable[[str], Any], worker_p
 
 def _build_one(name: str, settings: Settings, client: Callable[[str], Any], worker_processes: int | None) -> Detector:
     if name == "rekognition":
+        from pipeline import ratelimit
         from pipeline.detectors.rekognition import RekognitionDetector
 
-        return RekognitionDetector(client=client("rekognition"), min_confidence=settings.min_confidence)
+        # The process's shared limiter (None when PIPELINE_RATELIMIT_RATE=0); made here, so only
+        # a configuration with rekognition ever needs the limiter's Redis.
+        return RekognitionDetector(client=client("rekognition"), min_confidence=settings.min_confidence,
+                                   limiter=ratelimit.shared_limiter(settings))
     if name == "hashlist":
         return build_hashlist(settings, s3_client=client("s3"))
     if name == "local":

@@ -96,6 +96,14 @@ VARIABLES: list[tuple[str, str, Any, dict[str, str]]] = [
     ("PIPELINE_LOG_LEVEL", "debug", "DEBUG", {}),
     ("PIPELINE_LOG_LEVEL", "WARNING", "WARNING", {}),
     ("PIPELINE_STATE_DIR", "/var/lib/pipeline", "/var/lib/pipeline", {}),
+    # -- shared Rekognition rate limit --
+    ("PIPELINE_RATELIMIT_URL", "rediss://limits.internal:6380/1", "rediss://limits.internal:6380/1", {}),
+    ("PIPELINE_RATELIMIT_RATE", "48", 48.0, {}),
+    ("PIPELINE_RATELIMIT_RATE", "0", 0.0, {}),
+    ("PIPELINE_RATELIMIT_RATE", "0.5", 0.5, {}),
+    ("PIPELINE_RATELIMIT_BURST", "5", 5, {}),
+    ("PIPELINE_RATELIMIT_MAX_WAIT", "2.5", 2.5, {}),
+    ("PIPELINE_RATELIMIT_RECOVERY_SECONDS", "120", 120.0, {}),
 ]
 
 
@@ -177,6 +185,18 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"PIPELINE_LOG_LEVEL": "LOUD"}, "PIPELINE_LOG_LEVEL"),
     ({"PIPELINE_RETRY_BACKOFF_MAX": "3600"}, "PIPELINE_RETRY_BACKOFF_MAX"),
     ({"PIPELINE_RETRY_BACKOFF_MAX": "120", "PIPELINE_VISIBILITY_TIMEOUT": "60"}, "PIPELINE_RETRY_BACKOFF_MAX"),
+    # -- shared Rekognition rate limit --
+    ({"PIPELINE_RATELIMIT_RATE": "-1"}, "PIPELINE_RATELIMIT_RATE"),
+    ({"PIPELINE_RATELIMIT_RATE": "nan"}, "PIPELINE_RATELIMIT_RATE"),
+    ({"PIPELINE_RATELIMIT_RATE": "inf"}, "PIPELINE_RATELIMIT_RATE"),
+    ({"PIPELINE_RATELIMIT_RATE": "fast"}, "PIPELINE_RATELIMIT_RATE"),
+    ({"PIPELINE_RATELIMIT_BURST": "-1"}, "PIPELINE_RATELIMIT_BURST"),
+    ({"PIPELINE_RATELIMIT_BURST": "2.5"}, "PIPELINE_RATELIMIT_BURST"),
+    ({"PIPELINE_RATELIMIT_MAX_WAIT": "0"}, "PIPELINE_RATELIMIT_MAX_WAIT"),
+    ({"PIPELINE_RATELIMIT_MAX_WAIT": "-3"}, "PIPELINE_RATELIMIT_MAX_WAIT"),
+    ({"PIPELINE_RATELIMIT_RECOVERY_SECONDS": "0"}, "PIPELINE_RATELIMIT_RECOVERY_SECONDS"),
+    ({"PIPELINE_RATELIMIT_URL": "http://limits.internal:6379"}, "PIPELINE_RATELIMIT_URL"),
+    ({"PIPELINE_BROKER_URL": "amqp://guest@rabbit//"}, "PIPELINE_RATELIMIT_URL"),
 ]
 
 
