@@ -289,6 +289,8 @@ def pipeline_env(
         f"{PREFIX}DEAD_LETTER_QUEUE": queue_name(queues.dead_letter_url),
         f"{PREFIX}REVIEW_QUEUE": queue_name(queues.review_url),
         f"{PREFIX}STATE_DIR": str(tmp_path / "state"),
+        # A port of the test's own: Flower's default 5555 may be taken by a stack someone is running.
+        f"{PREFIX}FLOWER_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
     })
     return env
