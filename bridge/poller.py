@@ -77,6 +77,7 @@ class Bridge:
     wait_time_seconds: int = MAX_WAIT_TIME_SECONDS
     stopping: bool = False
     _waiting: bool = field(default=False, repr=False)
+    _paused: bool = field(default=False, repr=False)
     stats: dict[str, int] = field(default_factory=lambda: {
         "messages": 0, "events": 0, "enqueued": 0, "malformed": 0, "refused": 0, "superseded": 0, "paused": 0})
 
@@ -166,10 +167,15 @@ class Bridge:
         """True when the broker has room; else wait a little (the loop asks again) and say False."""
         depth = self.backlog.depth() if self.backlog is not None else None
         if depth is None or depth < self.high_water:
+            if self._paused:
+                log.info("backlog %s is under PIPELINE_BACKLOG_HIGH_WATER %d again: receiving", depth, self.high_water)
+                self._paused = False
             return True
         self.stats["paused"] += 1
-        log.info("backlog %d >= PIPELINE_BACKLOG_HIGH_WATER %d: not receiving for %.0f s", depth, self.high_water,
-                 BACKPRESSURE_PAUSE_SECONDS)
+        if not self._paused:  # one line when the pause starts, one when it ends; not one a second
+            log.info("backlog %d >= PIPELINE_BACKLOG_HIGH_WATER %d: not receiving until it drains", depth,
+                     self.high_water)
+            self._paused = True
         self._waiting = True
         try:
             if self.stopping:

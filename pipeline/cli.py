@@ -164,13 +164,18 @@ def sweep() -> None:
     from pipeline.report import migrate
     from pipeline.report.store import ReportStore
 
+    from pipeline.local.stack import check_broker
+
     settings = _settings()
     _configure_logging(settings)
     migrate.ensure_current(settings.database_url)
+    check_broker(settings.effective_broker_url)  # one line naming PIPELINE_BROKER_URL, exit 2
     room = room_under(app, (settings.detect_queue,), settings.backlog_high_water)
     report = sweeper.sweep(ReportStore.from_url(settings.database_url), app, stale_after=settings.stale_after,
                            batch=settings.sweep_batch, room=room)
     click.echo(json.dumps(report.to_dict(), sort_keys=True))
+    if report.broker_error:
+        sys.exit(1)  # the broker refused part of the work: it stays pending for the next run
 
 
 @cli.command()

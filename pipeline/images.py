@@ -43,7 +43,9 @@ def decode_image(image_bytes: bytes, *, shrink_to: int | None = None) -> Image.I
         image.load()
         return ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as exc:
-        raise UnsupportedImageError(f"image has too many pixels: {exc}", code="ImageTooLargeException") from exc
+        # Pillow refuses over ~179 million pixels, so at least one side is over 13,000 px: Rekognition
+        # answers InvalidParameterException for any side over 10,000 px, so every detector does too.
+        raise UnsupportedImageError(f"image has too many pixels: {exc}", code="InvalidParameterException") from exc
     except Image.UnidentifiedImageError as exc:
         raise UnsupportedImageError("not a JPEG or PNG image") from exc
     except DECODE_ERRORS as exc:

@@ -35,6 +35,8 @@ class SweepReport:
     left: int
     #: Age in seconds of the oldest pending row before the run, None when there was none.
     oldest_pending_age: float | None
+    #: True when the broker refused an enqueue (the rest is left for the next run).
+    broker_error: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,16 +50,19 @@ def sweep(store: ReportStore, app: Celery, *, stale_after: float, batch: int, ro
     _, oldest = store.pending_summary()
     stale = store.count_stale(cutoff)
     limit = batch if room is None else max(0, min(batch, room))
-    enqueued = 0
+    enqueued, broker_error = 0, False
     for row in store.claim_stale(cutoff, limit):
         try:
             dispatch.build_chain(app, row).apply_async()
-        except Exception:  # broker down: the row was claimed, so it waits another stale_after
-            log.exception("sweeper could not enqueue %s; it stays pending for a later run", row.work_id)
+        except Exception as exc:  # broker down: the row was claimed, so it waits another stale_after
+            log.error("sweeper could not enqueue %s (%s: %s); it stays pending for a later run",
+                      row.work_id, type(exc).__name__, exc)
+            broker_error = True
             break
         enqueued += 1
     report = SweepReport(found=stale, enqueued=enqueued, left=stale - enqueued,
-                         oldest_pending_age=None if oldest is None else round((now - oldest).total_seconds(), 3))
+                         oldest_pending_age=None if oldest is None else round((now - oldest).total_seconds(), 3),
+                         broker_error=broker_error)
     level = logging.WARNING if stale else logging.INFO
     log.log(level, "sweeper: %d stale pending row(s), %d re-enqueued, %d left; oldest pending %s s",
             report.found, report.enqueued, report.left, report.oldest_pending_age)

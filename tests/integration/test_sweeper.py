@@ -106,3 +106,17 @@ def test_pipeline_sweep_command_prints_its_report(
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert (report["found"], report["enqueued"], report["left"]) == (2, 2, 0)
     assert sorted(detect_work_ids(redis_client)) == sorted(row.work_id for row in lost)
+
+
+def test_pipeline_sweep_with_the_broker_down_says_so_in_one_line(pipeline_env: dict[str, str]) -> None:
+    from pipeline.local.processes import free_port
+
+    env = {**pipeline_env, "PIPELINE_BROKER_URL": f"redis://:secret@127.0.0.1:{free_port()}/0"}
+
+    done = subprocess.run([sys.executable, "-m", "pipeline", "sweep"], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("Error: configuration error: PIPELINE_BROKER_URL=redis://:**@127.0.0.1:")
+    assert "cannot reach the broker" in done.stderr and "secret" not in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
