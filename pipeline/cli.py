@@ -68,7 +68,7 @@ def up(local: bool) -> None:
         raise click.ClickException(f"could not start: {exc}") from None
     except KeyboardInterrupt:
         sys.exit(130)
-    _print_endpoints(endpoints, local)
+    _print_endpoints(endpoints, local, database_url=stack.settings.database_url)
     sys.exit(run_forever(stack))
 
 
@@ -364,7 +364,7 @@ def _configure_logging(settings: Settings) -> None:
     configure(settings)
 
 
-def _print_endpoints(endpoints: dict[str, str], local: bool) -> None:
+def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: str = "") -> None:
     click.echo("moderation pipeline is up" + (" (local)" if local else "") + "; Ctrl-C stops it")
     for name, where in endpoints.items():
         click.echo(f"  {name:<13} {where}")
@@ -375,3 +375,6 @@ def _print_endpoints(endpoints: dict[str, str], local: bool) -> None:
         click.echo(f"  aws --endpoint-url {url} s3 cp image.jpg {endpoints.get('bucket', '')}image.jpg")
         bucket = endpoints.get("bucket", "s3://x/").removeprefix("s3://").split("/", 1)
         click.echo(f"  aws --endpoint-url {url} s3api get-object-tagging --bucket {bucket[0]} --key {bucket[1]}image.jpg")
+        click.echo("operator commands (pipeline sweep, pipeline requeue) from another shell need this stack's settings:")
+        click.echo(f"  export PIPELINE_BROKER_URL={endpoints.get('redis', '')} PIPELINE_DATABASE_URL={database_url} "
+                   f"AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_SQS={url}")
