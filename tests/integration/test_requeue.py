@@ -35,14 +35,14 @@ from pipeline.requeue import build_message, parse_message
 from pipeline.requeue import sending
 from pipeline.requeue.dlq import move_dead_letters
 from pipeline.requeue.rows import requeue_rows
-from pipeline.settings import DEFAULT_STALE_AFTER, Settings
-from tests.integration.test_bridge import (
-    POLL_WAIT_SECONDS,
-    VISIBILITY_TIMEOUT_SECONDS,
+from pipeline.settings import Settings
+from tests.integration.test_bridge import (  # noqa: F401  (events_queues, make_bridge: fixtures)
     WAIT_SECONDS,
     assert_deleted_from,
     detect_work_ids,
     enqueued,
+    events_queues,
+    make_bridge,
     notification,
     poll_until,
     queue_counts,
@@ -142,25 +142,6 @@ SENDER_FAULT = {"SenderFault": True, "Code": "InvalidMessageContents", "Message"
 
 
 # -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def events_queues(sqs: Any, queues: provision.Queues) -> provision.Queues:
-    """The test's queues, the events queue with a short visibility timeout so undeleted messages come back soon."""
-    sqs.set_queue_attributes(QueueUrl=queues.events_url, Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS)})
-    return queues
-
-
-@pytest.fixture
-def make_bridge(sqs: Any, events_queues: provision.Queues, store: ReportStore, pipeline_app: Any) -> Callable[..., Bridge]:
-    """``make(app=pipeline_app)``: an in-process Bridge on the test's queues, store and Redis."""
-
-    def make(app: Any = pipeline_app) -> Bridge:
-        return Bridge(sqs=sqs, queue_url=events_queues.events_url, dead_letter_url=events_queues.dead_letter_url,
-                      store=store, app=app, key_filter=KeyFilter(), stale_after=DEFAULT_STALE_AFTER,
-                      wait_time_seconds=POLL_WAIT_SECONDS)
-
-    return make
 
 
 @pytest.fixture
