@@ -5,22 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.commands.common import configure_logging, load_settings, progress, resolve_queue
 from pipeline.errors import ConfigurationError, PipelineError
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.report.store import RowSelection
-
-
-def _settings(**kwargs: Any) -> Settings:
-    """Settings from the environment; a ConfigurationError reaches ``main``, which prints it (exit 2)."""
-    return Settings.from_env(**kwargs)
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:
@@ -56,8 +50,8 @@ def up(local: bool) -> None:
     """Run worker, bridge and Flower in the foreground until Ctrl-C."""
     from pipeline.local.stack import LocalStack, run_forever
 
-    settings = _settings(local=local)
-    _configure_logging(settings)
+    settings = load_settings(local=local)
+    configure_logging(settings)
     stack = LocalStack(settings, dict(os.environ), local=local)
     _stop_signals_as_interrupt()
     try:
@@ -78,8 +72,8 @@ def demo(timeout: float) -> None:
     """`up --local`, upload the bundled samples, print their decisions, stop, exit 0."""
     from pipeline.demo.run import run_demo
 
-    settings = _settings(local=True)
-    _configure_logging(settings)
+    settings = load_settings(local=True)
+    configure_logging(settings)
     _stop_signals_as_interrupt()
     try:
         code = run_demo(settings, dict(os.environ), timeout=timeout)
@@ -96,14 +90,14 @@ def worker(celery_args: tuple[str, ...]) -> None:
     from pipeline.detectors.factory import build_detector
     from pipeline.report import migrate
 
-    settings = _settings()
-    _configure_logging(settings)
+    settings = load_settings()
+    configure_logging(settings)
     migrate.ensure_current(settings.database_url)
     build_detector(settings, client=aws.client)  # fail now, not on the first task
     from pipeline import ratelimit
 
     ratelimit.check_reachable(settings)  # the shared Rekognition rate limit's Redis
-    _resolve_queue(aws.client("sqs"), settings.review_queue, "PIPELINE_REVIEW_QUEUE")
+    resolve_queue(aws.client("sqs"), settings.review_queue, "PIPELINE_REVIEW_QUEUE")
     from pipeline.app import app
 
     queues = f"{settings.detect_queue},{settings.default_queue}"
@@ -121,17 +115,17 @@ def bridge() -> None:
     from pipeline.report import migrate
     from pipeline.report.store import ReportStore
 
-    settings = _settings()
-    _configure_logging(settings)
+    settings = load_settings()
+    configure_logging(settings)
     migrate.ensure_current(settings.database_url)
     sqs = aws.client("sqs")
     Bridge(
         sqs=sqs,
-        queue_url=_resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE"),
-        dead_letter_url=_resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE"),
+        queue_url=resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE"),
+        dead_letter_url=resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE"),
         store=ReportStore.from_url(settings.database_url),
         app=app,
-        key_filter=KeyFilter.from_settings(settings),
+        key_filter=KeyFilter.fromload_settings(settings),
         stale_after=settings.stale_after,
         allowed_buckets=settings.effective_allowed_buckets,
         backlog=Backlog(app, (settings.detect_queue,)),
@@ -146,8 +140,8 @@ def beat() -> None:
 
     from pipeline.app import app
 
-    settings = _settings()
-    _configure_logging(settings)
+    settings = load_settings()
+    configure_logging(settings)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={state / 'celerybeat-schedule'}"])
@@ -166,8 +160,8 @@ def sweep() -> None:
 
     from pipeline.local.stack import check_broker
 
-    settings = _settings()
-    _configure_logging(settings)
+    settings = load_settings()
+    configure_logging(settings)
     migrate.ensure_current(settings.database_url)
     check_broker(settings.effective_broker_url)  # one line naming PIPELINE_BROKER_URL, exit 2
     room = room_under(app, (settings.detect_queue,), settings.backlog_high_water)
@@ -183,7 +177,7 @@ def flower() -> None:
     """Flower, the Celery monitor, for the pipeline's broker."""
     from pipeline.app import app
 
-    settings = _settings()
+    settings = load_settings()
     app.start(["flower", f"--address={settings.flower_address}", f"--port={settings.flower_port}"])
 
 
@@ -192,7 +186,7 @@ def migrate_command() -> None:
     """Create or upgrade the report database schema (Alembic) to the latest version."""
     from pipeline.report import migrate
 
-    settings = _settings()
+    settings = load_settings()
     migrate.upgrade(settings.database_url)
     click.echo(f"report database at revision {migrate.current_revision(settings.database_url)}")
 
@@ -226,7 +220,7 @@ def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, pare
     if parent not in taxonomy.PARENTS:  # a misspelt parent would escape PIPELINE_BLOCK_CATEGORIES
         raise click.BadParameter(f"{parent!r} is not in the moderation taxonomy; top-level categories: "
                                  f"{', '.join(taxonomy.TOP_LEVEL)}", param_hint="--parent")
-    target = list_path or _settings().hashlist_path
+    target = list_path or load_settings().hashlist_path
     if not target:
         raise click.UsageError("give --file or set PIPELINE_HASHLIST_PATH")
     label = {"Name": name, "ParentName": parent, "TaxonomyLevel": level}
@@ -266,8 +260,8 @@ _BLOCKED_REFUSED = ("blocked images are not judged again: their block tag is nev
 def requeue(outcomes: tuple[str, ...], error_codes: tuple[str, ...], prefix: str | None, bucket: str | None,
             since: str | None, until: str | None, limit: int | None, reason: str, dry_run: bool, from_dlq: bool) -> None:
     """Send failed images through detect -> tag -> report again, through the events queue."""
-    settings = _settings()
-    _configure_logging(settings)
+    settings = load_settings()
+    configure_logging(settings)
     if from_dlq:
         if error_codes or prefix or bucket or since or until or outcomes != ("failed",):
             raise click.UsageError("--from-dlq moves whole messages: it takes only --limit and --dry-run")
@@ -295,10 +289,10 @@ def _requeue_rows(settings: Settings, selection: RowSelection, *, limit: int | N
     migrate.ensure_current(settings.database_url)
     store = ReportStore.from_url(settings.database_url)
     sqs = aws.client("sqs")
-    events_url = _resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE")
+    events_url = resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE")
     try:
-        with _progress(count_selected(store, selection, limit), "requeueing") as advance:
-            report = requeue_rows(store, sqs, events_url, selection, key_filter=KeyFilter.from_settings(settings),
+        with progress(count_selected(store, selection, limit), "requeueing") as advance:
+            report = requeue_rows(store, sqs, events_url, selection, key_filter=KeyFilter.fromload_settings(settings),
                                   reason=reason, limit=limit, dry_run=dry_run, progress=advance)
     except PipelineError as exc:
         raise click.ClickException(f"stopped: {exc}") from None
@@ -315,13 +309,13 @@ def _requeue_dead_letters(settings: Settings, *, limit: int | None, dry_run: boo
     from pipeline.requeue.dlq import MoveReport, move_dead_letters, queue_depth
 
     sqs = aws.client("sqs")
-    dead_letter_url = _resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE")
-    events_url = _resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE")
+    dead_letter_url = resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE")
+    events_url = resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE")
     try:
         if dry_run:
             report = MoveReport(depth=queue_depth(sqs, dead_letter_url))
         else:
-            with _progress(queue_depth(sqs, dead_letter_url), "moving") as advance:
+            with progress(queue_depth(sqs, dead_letter_url), "moving") as advance:
                 report = move_dead_letters(sqs, dead_letter_url, events_url, limit=limit, progress=advance)
     except PipelineError as exc:
         raise click.ClickException(f"stopped: {exc}") from None
@@ -329,39 +323,6 @@ def _requeue_dead_letters(settings: Settings, *, limit: int | None, dry_run: boo
         click.echo(line)
     if not report.complete:
         raise click.ClickException("some dead letters were not moved")
-
-
-@contextmanager
-def _progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
-    """``advance(n)`` of click's progress bar on a terminal; silent when stderr is a pipe or a log."""
-    if not sys.stderr.isatty():
-        yield lambda _n: None
-        return
-    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
-        yield bar.update
-
-
-def _resolve_queue(sqs: Any, name_or_url: str, variable: str) -> str:
-    """The queue's URL, checked at start-up so a wrong name fails now, naming its variable."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from pipeline import aws
-
-    try:
-        url = aws.queue_url(sqs, name_or_url)
-        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        return url
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        raise ConfigurationError(f"{variable}={name_or_url}: {code or 'cannot use this queue'}") from None
-    except BotoCoreError as exc:
-        raise ConfigurationError(f"{variable}={name_or_url}: cannot reach SQS: {exc}") from None
-
-
-def _configure_logging(settings: Settings) -> None:
-    from pipeline.logging_setup import configure
-
-    configure(settings)
 
 
 def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: str = "") -> None:
@@ -378,3 +339,7 @@ def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: st
         click.echo("operator commands (pipeline sweep, pipeline requeue) from another shell need this stack's settings:")
         click.echo(f"  export PIPELINE_BROKER_URL={endpoints.get('redis', '')} PIPELINE_DATABASE_URL={database_url} "
                    f"AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_SQS={url}")
+
+
+# -- operator commands, one module each in pipeline.commands ---------------------------------
+# Each module defines one click command (or group); register it here with one line.
