@@ -45,6 +45,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 STICKY_OUTCOMES = (DELETED, SUPERSEDED)
 #: Error code carried by the RetryableError raised when the database cannot be reached.
 DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+#: Keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
+KEYS_PER_QUERY = 500
 #: Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (see make_engine).
 _SQLITE_IMMEDIATE = "pipeline_sqlite_immediate"
 
@@ -510,6 +512,18 @@ class ReportStore:
         with self._write() as conn:
             row = conn.execute(statement).first()
         return None if row is None else ImageRow.from_mapping(row._mapping)
+
+    # -- backfill -------------------------------------------------------------------------
+
+    def rows_for_keys(self, bucket: str, keys: Sequence[str]) -> list[ImageRow]:
+        """Every row of these keys of ``bucket`` (any version, any outcome), in ``id`` order."""
+        rows: list[ImageRow] = []
+        with self._read() as conn:
+            for start in range(0, len(keys), KEYS_PER_QUERY):
+                chunk = list(keys[start:start + KEYS_PER_QUERY])
+                statement = sa.select(images).where(images.c.bucket == bucket, images.c.key.in_(chunk))
+                rows += [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement.order_by(images.c.id))]
+        return rows
 
     # -- malformed messages ---------------------------------------------------------------
 
