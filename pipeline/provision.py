@@ -38,7 +38,7 @@ NOTIFIED_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:ObjectRestore
 MAX_RECEIVE_COUNT = 5
 #: Events queue visibility timeout, seconds: a bridge hands a message off in well under this.
 EVENTS_VISIBILITY_TIMEOUT = 120
-#: SQS's longest retention (14 days), for the dead-letter and review queues.
+#: SQS's longest retention (14 days), for every queue.
 MAX_RETENTION_SECONDS = 14 * 24 * 3600
 #: Sid of our statement in the events queue's policy; statements with other Sids are kept.
 POLICY_SID = "AllowS3Notifications"
@@ -154,8 +154,9 @@ def plan_queues(sqs: Any, settings: Settings) -> tuple[QueueState, QueueState, Q
     """The dead-letter, events and review queues as read, with the attributes each needs."""
     retention = {"MessageRetentionPeriod": str(MAX_RETENTION_SECONDS)}
     dead_letter = read_queue(sqs, settings.dead_letter_queue, retention)
+    # The events queue is the buffer a backfill fills: keep its messages as long as SQS allows.
     events = read_queue(sqs, settings.events_queue, {
-        "VisibilityTimeout": str(EVENTS_VISIBILITY_TIMEOUT), "RedrivePolicy": redrive_policy(dead_letter.arn)})
+        "VisibilityTimeout": str(EVENTS_VISIBILITY_TIMEOUT), "RedrivePolicy": redrive_policy(dead_letter.arn), **retention})
     return dead_letter, events, read_queue(sqs, settings.review_queue, retention)
 
 
