@@ -21,12 +21,11 @@ from pipeline.backfill.listing import PAGE_SIZE, Listed, is_versioned, list_curr
 from pipeline.backfill.message import already_known, build_body
 from pipeline.events import KeyFilter
 from pipeline.report.store import ReportStore
+from pipeline.requeue.rows import Progress
 from pipeline.requeue.sending import MAX_BATCH, Outgoing, batches, send_batch
 
 #: Failures listed one by one in the summary; the count covers the rest.
 MAX_FAILURES_SHOWN = 20
-
-Progress = Callable[[int], None]
 
 
 @dataclass

@@ -32,6 +32,13 @@ def upload(s3: Any, bucket: str, *keys: str) -> dict[str, dict[str, Any]]:
     return {key: s3.put_object(Bucket=bucket, Key=key, Body=key.encode()) for key in keys}
 
 
+def numbered(s3: Any, bucket: str, count: int) -> list[str]:
+    """Upload ``count`` images named 00.jpg, 01.jpg, ... under PREFIX; their keys in listing order."""
+    keys = [f"{PREFIX}{n:02d}.jpg" for n in range(count)]
+    upload(s3, bucket, *keys)
+    return keys
+
+
 def record_real_event(store: ReportStore, bucket: str, key: str, put: dict[str, Any], outcome: str = "clean") -> None:
     """The row a real upload event left: judged already."""
     record = s3_record(key=key.replace(" ", "+"), bucket=bucket, version_id=put.get("VersionId"),
@@ -87,8 +94,7 @@ def test_a_limited_run_then_a_resume_sends_every_object_once(
     s3: Any, sqs: Any, queues: provision.Queues, store: ReportStore, bucket: str, tmp_path: Path
 ) -> None:
     # Given: 25 images, listed two at a time
-    keys = [f"{PREFIX}{n:02d}.jpg" for n in range(25)]
-    upload(s3, bucket, *keys)
+    keys = numbered(s3, bucket, 25)
     # When: a run limited to 7, then one that resumes
     first = run(s3, sqs, queues, store, bucket, tmp_path, limit=7, page_size=2)
     sent_first = [e.key for e in drain_events(sqs, queues.events_url)]
@@ -105,8 +111,7 @@ def test_a_stop_request_ends_the_run_after_the_batch_in_hand(
     s3: Any, sqs: Any, queues: provision.Queues, store: ReportStore, bucket: str, tmp_path: Path
 ) -> None:
     # Given
-    keys = [f"{PREFIX}{n:02d}.jpg" for n in range(25)]
-    upload(s3, bucket, *keys)
+    keys = numbered(s3, bucket, 25)
     # When: Ctrl-C during the first batch
     first = run(s3, sqs, queues, store, bucket, tmp_path, should_stop=lambda: True)
     checkpoint = Checkpoint.for_target(tmp_path / "state", bucket, PREFIX)
@@ -123,8 +128,7 @@ def test_a_stop_request_ends_the_run_after_the_batch_in_hand(
 def test_dry_run_sends_nothing_and_leaves_the_checkpoint_alone(
     s3: Any, sqs: Any, queues: provision.Queues, store: ReportStore, bucket: str, tmp_path: Path
 ) -> None:
-    keys = [f"{PREFIX}{n:02d}.jpg" for n in range(12)]
-    upload(s3, bucket, *keys)
+    keys = numbered(s3, bucket, 12)
     run(s3, sqs, queues, store, bucket, tmp_path, limit=3)
     drain_events(sqs, queues.events_url)
     # When
@@ -139,8 +143,7 @@ def test_dry_run_sends_nothing_and_leaves_the_checkpoint_alone(
 def test_restart_ignores_the_checkpoint(
     s3: Any, sqs: Any, queues: provision.Queues, store: ReportStore, bucket: str, tmp_path: Path
 ) -> None:
-    keys = [f"{PREFIX}{n:02d}.jpg" for n in range(5)]
-    upload(s3, bucket, *keys)
+    keys = numbered(s3, bucket, 5)
     run(s3, sqs, queues, store, bucket, tmp_path, limit=2)
     drain_events(sqs, queues.events_url)
     again = run(s3, sqs, queues, store, bucket, tmp_path, restart=True)
