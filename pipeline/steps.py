@@ -17,6 +17,7 @@ from pipeline import decision, outcomes
 from pipeline.awserrors import SUPERSEDED_CODE, translated_aws_errors
 from pipeline.detectors.base import Detection, ImageRef, Label
 from pipeline.errors import BucketNotAllowedError, ObjectGoneError, PipelineError
+from pipeline.monitoring import metrics
 from pipeline.objects import check_still_there
 from pipeline.runtime import Runtime
 from pipeline.tagging import ensure_tag
@@ -44,6 +45,7 @@ def detect(rt: Runtime, work: Result) -> Result:
     timings = {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}
     if detection.waited_ms is not None:
         timings["ratelimit_wait_ms"] = round(detection.waited_ms, 3)
+        metrics.observe_ratelimit_wait(detection.waited_ms / 1000)
         log.debug("detect %s waited %.1f ms for the shared rate limit", work["work_id"], detection.waited_ms)
     return {**work, "outcome": outcome, "detection": detection.to_dict(), "timings": timings}
 
@@ -129,6 +131,7 @@ def _record(rt: Runtime, result: Result) -> Result:
         timings=result.get("timings"),
     )
     _log_decision(result, row)
+    metrics.record_decision(row.outcome, detection.labels if detection else ())
     return {"work_id": result["work_id"], "outcome": row.outcome}
 
 
