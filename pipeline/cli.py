@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.commands.common import configure_logging, load_settings, progress, resolve_queue
+from pipeline.commands.status import status
 from pipeline.errors import ConfigurationError, PipelineError
 from pipeline.settings import Settings
 
@@ -362,3 +363,4 @@ def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: st
 
 # -- operator commands, one module each in pipeline.commands ---------------------------------
 # Each module defines one click command (or group); register it here with one line.
+cli.add_command(status)
