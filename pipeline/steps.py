@@ -45,7 +45,6 @@ def detect(rt: Runtime, work: Result) -> Result:
     timings = {**work.get("timings", {}), "detect_ms": round(detection.elapsed_ms, 3)}
     if detection.waited_ms is not None:
         timings["ratelimit_wait_ms"] = round(detection.waited_ms, 3)
-        metrics.observe_ratelimit_wait(detection.waited_ms / 1000)
         log.debug("detect %s waited %.1f ms for the shared rate limit", work["work_id"], detection.waited_ms)
     return {**work, "outcome": outcome, "detection": detection.to_dict(), "timings": timings}
 

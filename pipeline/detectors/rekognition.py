@@ -55,7 +55,9 @@ class RekognitionDetector(Detector):
         """Milliseconds waited for the shared limiter's slot; None without a limiter."""
         if self._limiter is None:
             return None
-        return self._limiter.acquire().waited * 1000
+        waited = self._limiter.acquire().waited
+        metrics.observe_ratelimit_wait(waited)  # every slot taken, including those of calls that then fail
+        return waited * 1000
 
     def _call(self, image: ImageRef) -> dict[str, Any]:
         s3_object = {"Bucket": image.bucket, "Name": image.key}
