@@ -85,3 +85,15 @@ def test_flower_refuses_to_start_without_credentials_or_the_opt_out(pipeline_env
     assert done.returncode == 2
     assert "PIPELINE_FLOWER_BASIC_AUTH" in done.stderr and "PIPELINE_FLOWER_UNAUTHENTICATED=true" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_explicit_opt_out_opens_ui_and_api(pipeline_env, tmp_path):
+    env = {**pipeline_env, "PIPELINE_FLOWER_UNAUTHENTICATED": "true"}
+    env.pop("PIPELINE_FLOWER_BASIC_AUTH", None)
+    flower = Child("flower", python_module("pipeline", "flower"), env, tmp_path / "flower.log").start()
+    try:
+        wait_for_port(int(env["PIPELINE_FLOWER_PORT"]), proc=flower.proc, timeout=60)
+        status, body = get(f"http://127.0.0.1:{env['PIPELINE_FLOWER_PORT']}/api/workers")
+    finally:
+        flower.stop()
+    assert (status, json.loads(body)) == (200, {})  # no worker on this broker

@@ -90,3 +90,4 @@ def test_unreachable_parts_are_shown_with_the_reason_and_exit_1(pipeline_env):
     assert "Could not connect to the endpoint URL" in status["sqs_queues"]["reason"]
     assert status["pending"] == {"available": True, "rows": 0, "oldest_age_seconds": None}
     assert "Traceback" not in done.stderr and "s3cret" not in done.stdout + done.stderr
+
