@@ -32,9 +32,9 @@ from celery import Celery
 
 from bridge import dispatch
 from pipeline.backlog import Backlog
-from pipeline.monitoring import metrics
 from pipeline.errors import BucketNotAllowedError, MalformedEventError, PermanentError
 from pipeline.events import Event, KeyFilter, ObjectEvent, parse_body
+from pipeline.monitoring import metrics
 from pipeline.outcomes import SUPERSEDED
 from pipeline.report.store import ReportStore
 from pipeline.requeue import RequeueEvent

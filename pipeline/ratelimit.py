@@ -322,5 +322,5 @@ def _safe_url(url: str) -> str:
     return maybe_sanitize_url(url)
 
 
-__all__ = ["Grant", "LimiterState", "RateLimiter", "check_reachable", "floor_rate", "limiter_from_settings", "redis_client",
-           "shared_limiter"]
+__all__ = ["Grant", "LimiterState", "RateLimiter", "check_reachable", "floor_rate", "limiter_from_settings",
+           "redis_client", "shared_limiter"]

@@ -18,7 +18,6 @@ import boto3
 
 from pipeline import provision
 from pipeline.errors import ConfigurationError
-from pipeline.monitoring.flower import local_credentials
 from pipeline.local.processes import (
     LOOPBACK,
     Child,
@@ -30,6 +29,7 @@ from pipeline.local.processes import (
     wait_for_http,
     wait_for_port,
 )
+from pipeline.monitoring.flower import local_credentials
 from pipeline.report import migrate
 from pipeline.settings import Settings
 
@@ -168,12 +168,16 @@ class LocalStack:
         ports = self.metrics_ports()
         worker = python_module("pipeline", "worker", "--concurrency", str(LOCAL_CONCURRENCY))
         self._spawn("worker", worker, {**env, "PIPELINE_METRICS_PORT": str(ports.get("worker", 0))})
-        self._spawn("bridge", python_module("pipeline", "bridge"), {**env, "PIPELINE_METRICS_PORT": str(ports.get("bridge", 0))})
+        bridge = python_module("pipeline", "bridge")
+        self._spawn("bridge", bridge, {**env, "PIPELINE_METRICS_PORT": str(ports.get("bridge", 0))})
         self._spawn("beat", python_module("pipeline", "beat"), env)
         for name, port in ports.items():
             self.endpoints[f"{name}_metrics"] = f"http://{self.settings.metrics_address}:{port}/metrics"
         if self.with_flower:
             self._start_flower(env)
+        self.endpoints["detectors"] = ",".join(self.settings.detectors)
+        self.endpoints["database"] = self.settings.database_url
+        self.endpoints["logs"] = str(self.state_dir / "logs")
 
     def _start_flower(self, env: dict[str, str]) -> None:
         """Flower with basic auth: the configured credentials, or the stack's own kept in the state directory."""
@@ -185,9 +189,6 @@ class LocalStack:
         flower = self._spawn("flower", python_module("pipeline", "flower"), flower_env)
         wait_for_port(self.settings.flower_port, host=self.settings.flower_address, proc=flower.proc, timeout=60)
         self.endpoints["flower"] = f"http://{self.settings.flower_address}:{self.settings.flower_port}"
-        self.endpoints["detectors"] = ",".join(self.settings.detectors)
-        self.endpoints["database"] = self.settings.database_url
-        self.endpoints["logs"] = str(self.state_dir / "logs")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
         child = Child(name, argv, env, self.state_dir / "logs" / f"{name}.log").start()
