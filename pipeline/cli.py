@@ -108,7 +108,8 @@ def worker(celery_args: tuple[str, ...]) -> None:
 
     serve_worker(settings)  # in the main process, before the pool forks
     queues = f"{settings.detect_queue},{settings.default_queue}"
-    app.worker_main(["worker", f"--loglevel={settings.log_level}", "-Q", queues, "-E", *celery_args])
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # no start-up banner among the JSON lines
+    app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", "-Q", queues, "-E", *celery_args])
 
 
 @cli.command()

@@ -30,6 +30,7 @@ def configure(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(settings.log_format))
     logging.basicConfig(level=settings.log_level, handlers=[handler])
+    logging.captureWarnings(True)  # warnings (Celery's, at start-up) become log lines in the same format
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     signals.setup_logging.connect(_configured_already, weak=False)
