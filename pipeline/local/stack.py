@@ -167,11 +167,12 @@ class LocalStack:
     def _start_pipeline(self, env: dict[str, str]) -> None:
         ports = self.metrics_ports()
         worker = python_module("pipeline", "worker", "--concurrency", str(LOCAL_CONCURRENCY))
-        self._spawn("worker", worker, {**env, "PIPELINE_METRICS_PORT": str(ports.get("worker", 0))})
+        started = {"worker": self._spawn("worker", worker, {**env, "PIPELINE_METRICS_PORT": str(ports.get("worker", 0))})}
         bridge = python_module("pipeline", "bridge")
-        self._spawn("bridge", bridge, {**env, "PIPELINE_METRICS_PORT": str(ports.get("bridge", 0))})
+        started["bridge"] = self._spawn("bridge", bridge, {**env, "PIPELINE_METRICS_PORT": str(ports.get("bridge", 0))})
         self._spawn("beat", python_module("pipeline", "beat"), env)
-        for name, port in ports.items():
+        for name, port in ports.items():  # listening once its start-up checks passed
+            wait_for_port(port, host=self.settings.metrics_address, proc=started[name].proc, timeout=60)
             self.endpoints[f"{name}_metrics"] = f"http://{self.settings.metrics_address}:{port}/metrics"
         if self.with_flower:
             self._start_flower(env)

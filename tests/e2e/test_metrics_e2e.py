@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from pipeline.local.processes import Child, free_port, python_module, wait_for_p
 from pipeline.report.store import ReportStore
 from tests.e2e.stack import child_env, provision_resources
 from tests.e2e.test_pipeline_e2e import EXPLICIT, PREFIX, WEAPONS, picture, wait_for_rows
+from tests.integration.test_flower_auth import get
 from tests.standins.rekognition import RekognitionStandIn
 
 pytestmark = pytest.mark.e2e
@@ -61,11 +61,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def health(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return get(url)[0]
 
 
 def wait_for_health(url: str, timeout: float = 60) -> int:

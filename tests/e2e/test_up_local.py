@@ -4,7 +4,6 @@ With the `model` extra installed (the test extra has it), the local model runs b
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -12,8 +11,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -22,6 +19,7 @@ from PIL import Image
 
 from pipeline.local.processes import free_port
 from pipeline.report.store import ReportStore
+from tests.integration.test_flower_auth import get
 
 pytestmark = pytest.mark.e2e
 
@@ -111,15 +109,8 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
     assert len(children) >= 5  # redis, moto, worker (+ its pool), bridge, flower
 
 
-def http_status(url: str, credentials: str | None = None) -> int:
-    request = urllib.request.Request(url)
-    if credentials:
-        request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+def get_status(url: str, credentials: str | None = None) -> int:
+    return get(url, credentials)[0]
 
 
 def assert_flower_login_and_metrics(banner: str, state: Path) -> None:
@@ -131,9 +122,9 @@ def assert_flower_login_and_metrics(banner: str, state: Path) -> None:
     credentials = secret_file.read_text().strip()
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert credentials.split(":", 1)[1] not in banner
-    assert http_status(endpoints["flower"] + "/api/workers") == 401
-    assert http_status(endpoints["flower"] + "/api/workers", credentials) == 200
-    assert http_status(endpoints["worker_metrics"]) == 200 and http_status(endpoints["bridge_metrics"]) == 200
+    assert get_status(endpoints["flower"] + "/api/workers") == 401
+    assert get_status(endpoints["flower"] + "/api/workers", credentials) == 200
+    assert get_status(endpoints["worker_metrics"]) == 200 and get_status(endpoints["bridge_metrics"]) == 200
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "supervisor-killed"])
