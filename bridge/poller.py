@@ -25,7 +25,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
@@ -34,6 +34,7 @@ from bridge import dispatch
 from pipeline.backlog import Backlog
 from pipeline.errors import BucketNotAllowedError, MalformedEventError, PermanentError
 from pipeline.events import Event, KeyFilter, ObjectEvent, parse_body
+from pipeline.monitoring import metrics
 from pipeline.outcomes import SUPERSEDED
 from pipeline.report.store import ReportStore
 from pipeline.requeue import RequeueEvent
@@ -74,6 +75,8 @@ class Bridge:
     #: The broker's detect-queue depth, read before each receive (None: no backpressure).
     backlog: Backlog | None = None
     high_water: int = DEFAULT_BACKLOG_HIGH_WATER
+    #: Called at the top of every round of the loop (the /healthz liveness); None: nothing.
+    heartbeat: Callable[[], None] | None = None
     wait_time_seconds: int = MAX_WAIT_TIME_SECONDS
     stopping: bool = False
     _waiting: bool = field(default=False, repr=False)
@@ -101,6 +104,8 @@ class Bridge:
 
         Returns how many messages were received (0 while paused).
         """
+        if self.heartbeat is not None:
+            self.heartbeat()
         if not self._room_in_backlog():
             return 0
         messages = self._receive()
@@ -139,6 +144,7 @@ class Bridge:
         if event.kind == "requeue":
             self._hand_off_requeue(event, redelivered=redelivered)
             return
+        metrics.observe_event_lag(event.event_time)
         where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
         if event.kind == "removed":
             marked = self.store.mark_deleted(event.bucket, event.key, event.version_id, sequencer=event.sequencer)
@@ -149,6 +155,7 @@ class Bridge:
             self.store.record_decision(row.work_id, outcome=SUPERSEDED,
                                        error_message=f"a later upload to the key was received (sequencer > {event.sequencer})")
             self.stats["superseded"] += 1
+            metrics.record_decision(SUPERSEDED, ())
             log.info("%s %s: superseded by a later upload to the key; not judged", event.event_name, where)
             return
         work = dispatch.plan(self.app, row, created=created, redelivered=redelivered, stale_after=self.stale_after)

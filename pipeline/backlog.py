@@ -47,6 +47,16 @@ class Backlog:
         return self._connection
 
 
+def read_depths(app: Celery, queues: tuple[str, ...]) -> dict[str, int]:
+    """Messages waiting in each of ``queues`` now; the broker's own error when it cannot be asked."""
+    connection = app.connection_for_read()
+    try:
+        connection.ensure_connection(max_retries=1)
+        return {queue: _queue_size(connection, queue) for queue in queues}
+    finally:
+        _close_quietly(connection)
+
+
 def room_under(app: Celery, queues: tuple[str, ...], high_water: int) -> int | None:
     """How many more tasks fit under ``high_water``; None when the broker cannot be asked."""
     backlog = Backlog(app, queues)

@@ -86,11 +86,15 @@ def demo(timeout: float) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """A Celery worker for the detect, tag and report tasks (extra arguments go to `celery worker`)."""
+    settings = load_settings()
+    if settings.metrics_port:
+        from pipeline.monitoring import multiprocess
+
+        multiprocess.prepare()  # before prometheus_client is imported, so pool processes count together
     from pipeline import aws
     from pipeline.detectors.factory import build_detector
     from pipeline.report import migrate
 
-    settings = load_settings()
     configure_logging(settings)
     migrate.ensure_current(settings.database_url)
     build_detector(settings, client=aws.client)  # fail now, not on the first task
@@ -99,9 +103,12 @@ def worker(celery_args: tuple[str, ...]) -> None:
     ratelimit.check_reachable(settings)  # the shared Rekognition rate limit's Redis
     resolve_queue(aws.client("sqs"), settings.review_queue, "PIPELINE_REVIEW_QUEUE")
     from pipeline.app import app
+    from pipeline.monitoring.server import serve_worker
 
+    serve_worker(settings)  # in the main process, before the pool forks
     queues = f"{settings.detect_queue},{settings.default_queue}"
-    app.worker_main(["worker", f"--loglevel={settings.log_level}", "-Q", queues, "-E", *celery_args])
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # no start-up banner among the JSON lines
+    app.worker_main([*quiet, "worker", f"--loglevel={settings.log_level}", "-Q", queues, "-E", *celery_args])
 
 
 @cli.command()
@@ -112,6 +119,8 @@ def bridge() -> None:
     from pipeline.app import app
     from pipeline.backlog import Backlog
     from pipeline.events import KeyFilter
+    from pipeline.monitoring.liveness import BRIDGE_MAX_AGE_SECONDS, Liveness
+    from pipeline.monitoring.server import serve_bridge
     from pipeline.report import migrate
     from pipeline.report.store import ReportStore
 
@@ -119,18 +128,23 @@ def bridge() -> None:
     configure_logging(settings)
     migrate.ensure_current(settings.database_url)
     sqs = aws.client("sqs")
-    Bridge(
+    store = ReportStore.from_url(settings.database_url)
+    liveness = Liveness(BRIDGE_MAX_AGE_SECONDS)
+    bridge = Bridge(
         sqs=sqs,
         queue_url=resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE"),
         dead_letter_url=resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE"),
-        store=ReportStore.from_url(settings.database_url),
+        store=store,
         app=app,
         key_filter=KeyFilter.from_settings(settings),
         stale_after=settings.stale_after,
         allowed_buckets=settings.effective_allowed_buckets,
         backlog=Backlog(app, (settings.detect_queue,)),
         high_water=settings.backlog_high_water,
-    ).run()
+        heartbeat=liveness.beat,
+    )
+    serve_bridge(settings, liveness, app=app, sqs=sqs, store=store)
+    bridge.run()
 
 
 @cli.command()
@@ -174,11 +188,17 @@ def sweep() -> None:
 
 @cli.command()
 def flower() -> None:
-    """Flower, the Celery monitor, for the pipeline's broker."""
-    from pipeline.app import app
+    """Flower, the Celery monitor, for the pipeline's broker (basic auth: PIPELINE_FLOWER_BASIC_AUTH)."""
+    from pipeline.monitoring.flower import flower_argv
 
     settings = load_settings()
-    app.start(["flower", f"--address={settings.flower_address}", f"--port={settings.flower_port}"])
+    configure_logging(settings)
+    argv = flower_argv(settings)  # refuses to start without credentials or the explicit opt-out
+    if settings.flower_unauthenticated and not settings.flower_credentials:
+        os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"  # Flower's own switch: its /api is refused otherwise
+    from pipeline.app import app
+
+    app.start(argv)
 
 
 @cli.command(name="migrate")
@@ -343,8 +363,9 @@ def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: st
 
 # -- operator commands, one module each in pipeline.commands ---------------------------------
 # Each module defines one click command (or group); register it here with one line.
-from pipeline.commands import backfill, report, setup  # noqa: E402
+from pipeline.commands import backfill, report, setup, status  # noqa: E402
 
 cli.add_command(setup.setup)
 cli.add_command(backfill.backfill)
 cli.add_command(report.report)
+cli.add_command(status.status)

@@ -136,7 +136,9 @@ elseif op == 'throttle' then
   redis.call('PEXPIRE', key, ttl_ms)
   return {status, fmt(r), fmt(lowered)}
 end
-return {1, fmt(current_rate()), fmt(now)}
+-- peek: the rate now, the clock, and when the last cut / lone throttle / throttle came ('' if never)
+local function opt(x) if x then return fmt(x) end return '' end
+return {1, fmt(current_rate()), fmt(now), opt(cut_at), opt(lone_at), opt(since)}
 """
 
 
@@ -156,6 +158,18 @@ class Grant:
     waited: float
     rate: float
     retakes: int = 0
+
+
+@dataclass(frozen=True)
+class LimiterState:
+    """What :meth:`RateLimiter.peek` reads: the shared rate now against the configured one, and
+    how long ago (seconds, on the Redis clock) the last throttle was reported and the last cut
+    made; None when there was none since the limiter's state last expired."""
+
+    configured_rate: float
+    current_rate: float
+    last_throttle_age: float | None
+    last_cut_age: float | None
 
 
 class RateLimiter:
@@ -231,6 +245,15 @@ class RateLimiter:
         """The shared rate right now, calls/s (after cuts and recovery)."""
         return float(self._run("peek")[1])
 
+    def peek(self) -> LimiterState:
+        """The shared state without taking a slot; RateLimiterUnavailable when Redis does not answer."""
+        _, rate, now, cut_at, lone_at, since = (value.decode() if isinstance(value, bytes) else str(value)
+                                                for value in self._run("peek"))
+        throttles = [float(at) for at in (cut_at, lone_at, since) if at]
+        return LimiterState(configured_rate=self.rate, current_rate=float(rate),
+                            last_throttle_age=float(now) - max(throttles) if throttles else None,
+                            last_cut_age=float(now) - float(cut_at) if cut_at else None)
+
     def _run(self, op: str, max_wait: float | None = None) -> list[Any]:
         """One atomic step of the script; a Redis failure becomes RateLimiterUnavailable."""
         max_wait = self.max_wait if max_wait is None else max_wait
@@ -299,5 +322,5 @@ def _safe_url(url: str) -> str:
     return maybe_sanitize_url(url)
 
 
-__all__ = ["Grant", "RateLimiter", "check_reachable", "floor_rate", "limiter_from_settings", "redis_client",
-           "shared_limiter"]
+__all__ = ["Grant", "LimiterState", "RateLimiter", "check_reachable", "floor_rate", "limiter_from_settings",
+           "redis_client", "shared_limiter"]

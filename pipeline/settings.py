@@ -14,7 +14,7 @@ import math
 import os
 from pathlib import Path
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pipeline import taxonomy
@@ -72,6 +72,15 @@ DEFAULT_RATELIMIT_RECOVERY_SECONDS = 30.0
 #: Redis URL schemes redis-py connects to; the limiter defaults to the broker only for the first two.
 RATELIMIT_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
+# -- monitoring (pipeline.monitoring) --
+#: Where `pipeline worker` and `pipeline bridge` serve /metrics and /healthz; containers set 0.0.0.0.
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"
+#: Their port (0 turns the endpoint off); `up --local` gives the bridge the next port.
+DEFAULT_METRICS_PORT = 9808
+#: ``text`` (one readable line) or ``json`` (one JSON object per line, python-json-logger).
+LOG_FORMATS = ("text", "json")
+DEFAULT_LOG_FORMAT = "text"
+
 DETECTORS = ("rekognition", "hashlist", "local")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
 DEMO_HASHLIST = str(Path(__file__).parent / "demo" / "known-bad-hashes.json")
@@ -116,7 +125,14 @@ class Settings:
     default_queue: str = "pipeline"
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
+    #: ``user:password`` pairs, comma-separated (Flower's --basic-auth); never logged or printed.
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    #: True: `pipeline flower` may run without authentication (UI and API open to anyone who reaches it).
+    flower_unauthenticated: bool = False
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    metrics_port: int = DEFAULT_METRICS_PORT
     log_level: str = "INFO"
+    log_format: str = DEFAULT_LOG_FORMAT
     #: Where ``up --local`` keeps its logs, Redis data and SQLite file.
     state_dir: str = ".pipeline"
     # -- shared Rekognition rate limit (pipeline.ratelimit) --
@@ -177,9 +193,25 @@ class Settings:
             raise ConfigurationError("PIPELINE_VISIBILITY_TIMEOUT must be positive")
         if not 0 < self.flower_port < 65536:
             raise ConfigurationError("PIPELINE_FLOWER_PORT must be a TCP port (1-65535)")
+        self._validate_monitoring()
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
         self._validate_ratelimit()
+
+    def _validate_monitoring(self) -> None:
+        """Flower's credentials (checked without ever quoting them), the metrics port, the log format."""
+        if self.flower_basic_auth is not None and not _credential_pairs_ok(self.flower_basic_auth):
+            raise ConfigurationError("PIPELINE_FLOWER_BASIC_AUTH must be user:password pairs, comma-separated, "
+                                     "each with a user name and a password")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigurationError("PIPELINE_METRICS_PORT must be a TCP port (1-65535), or 0 to turn it off")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(f"PIPELINE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+
+    @property
+    def flower_credentials(self) -> list[str]:
+        """The ``user:password`` pairs Flower checks, in order; empty without basic auth."""
+        return [pair.strip() for pair in (self.flower_basic_auth or "").split(",") if pair.strip()]
 
     def _validate_ratelimit(self) -> None:
         """The shared rate limit's numbers, and a Redis to keep it in whenever it is on."""
@@ -263,6 +295,12 @@ class Settings:
         return new
 
 
+def _credential_pairs_ok(value: str) -> bool:
+    """True when ``value`` is ``user:password[,user:password...]`` with no empty user or password."""
+    pairs = [pair.strip().partition(":") for pair in value.split(",")]
+    return all(user and sep and password for user, sep, password in pairs)
+
+
 def local_database_url(state_dir: str | Path) -> str:
     """The local stack's default report database: a SQLite file in its state directory."""
     return f"sqlite:///{Path(state_dir).resolve() / 'pipeline.db'}"
@@ -299,6 +337,24 @@ def _int(raw: str) -> int:
     return int(raw, 10)
 
 
+#: How a boolean setting may be written.
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in LOG_FORMATS:
+        raise ValueError(f"expected {' or '.join(LOG_FORMATS)}")
+    return raw.lower()
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -323,7 +379,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "backlog_high_water": _int,
     "allowed_buckets": _csv,
     "flower_port": _int,
+    "flower_unauthenticated": _bool,
+    "metrics_port": _int,
     "log_level": _log_level,
+    "log_format": _log_format,
     # -- shared Rekognition rate limit --
     "ratelimit_rate": float,
     "ratelimit_burst": _int,

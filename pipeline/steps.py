@@ -17,6 +17,7 @@ from pipeline import decision, outcomes
 from pipeline.awserrors import SUPERSEDED_CODE, translated_aws_errors
 from pipeline.detectors.base import Detection, ImageRef, Label
 from pipeline.errors import BucketNotAllowedError, ObjectGoneError, PipelineError
+from pipeline.monitoring import metrics
 from pipeline.objects import check_still_there
 from pipeline.runtime import Runtime
 from pipeline.tagging import ensure_tag
@@ -129,6 +130,7 @@ def _record(rt: Runtime, result: Result) -> Result:
         timings=result.get("timings"),
     )
     _log_decision(result, row)
+    metrics.record_decision(row.outcome, detection.labels if detection else ())
     return {"work_id": result["work_id"], "outcome": row.outcome}
 
 

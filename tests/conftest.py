@@ -291,6 +291,7 @@ def pipeline_env(
         f"{PREFIX}STATE_DIR": str(tmp_path / "state"),
         # A port of the test's own: Flower's default 5555 may be taken by a stack someone is running.
         f"{PREFIX}FLOWER_PORT": str(free_port()),
+        f"{PREFIX}METRICS_PORT": "0",  # off unless a test asks: the default 9808 is one per machine
         "PYTHONUNBUFFERED": "1",
     })
     return env

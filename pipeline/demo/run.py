@@ -138,8 +138,8 @@ def _format(table: list[tuple[str, ...]]) -> list[str]:
 
 
 def _demo_settings(settings: Settings, state: Path) -> Settings:
-    """A fresh state directory (and SQLite file, unless a database was configured) and a free Flower port."""
-    changes: dict[str, Any] = {"state_dir": str(state), "flower_port": free_port()}
+    """A fresh state directory (and SQLite file, unless a database was configured), a free Flower port, no metrics."""
+    changes: dict[str, Any] = {"state_dir": str(state), "flower_port": free_port(), "metrics_port": 0}
     if settings.database_url == local_database_url(settings.state_dir):
         changes["database_url"] = local_database_url(state)
     return settings.replace(**changes)

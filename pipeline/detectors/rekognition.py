@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.awserrors import translated_aws_errors
 from pipeline.detectors.base import Detection, Detector, ImageRef, Label
 from pipeline.errors import RateLimiterUnavailable, ThrottledError
+from pipeline.monitoring import metrics
 
 if TYPE_CHECKING:
     from pipeline.ratelimit import RateLimiter
@@ -54,18 +55,22 @@ class RekognitionDetector(Detector):
         """Milliseconds waited for the shared limiter's slot; None without a limiter."""
         if self._limiter is None:
             return None
-        return self._limiter.acquire().waited * 1000
+        waited = self._limiter.acquire().waited
+        metrics.observe_ratelimit_wait(waited)  # every slot taken, including those of calls that then fail
+        return waited * 1000
 
     def _call(self, image: ImageRef) -> dict[str, Any]:
         s3_object = {"Bucket": image.bucket, "Name": image.key}
         if image.version_id:
             s3_object["Version"] = image.version_id
+        metrics.record_rekognition_call()
         try:
             with translated_aws_errors():
                 return self._client.detect_moderation_labels(
                     Image={"S3Object": s3_object}, MinConfidence=self._min_confidence
                 )
         except ThrottledError:
+            metrics.record_rekognition_throttle()
             self._report_throttle()
             raise
 

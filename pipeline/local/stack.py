@@ -29,6 +29,7 @@ from pipeline.local.processes import (
     wait_for_http,
     wait_for_port,
 )
+from pipeline.monitoring.flower import local_credentials
 from pipeline.report import migrate
 from pipeline.settings import Settings
 
@@ -95,6 +96,15 @@ class LocalStack:
         address, port = self.settings.flower_address, self.settings.flower_port
         if self.with_flower and not port_is_free(port, address):
             raise ConfigurationError(f"PIPELINE_FLOWER_PORT={port}: {address}:{port} cannot be bound (in use?)")
+        for name, port in self.metrics_ports().items():
+            if not port_is_free(port, self.settings.metrics_address):
+                raise ConfigurationError(f"PIPELINE_METRICS_PORT={self.settings.metrics_port}: the {name}'s "
+                                         f"{self.settings.metrics_address}:{port} cannot be bound (in use?)")
+
+    def metrics_ports(self) -> dict[str, int]:
+        """The worker's metrics port is PIPELINE_METRICS_PORT, the bridge's the next one; none when it is 0."""
+        port = self.settings.metrics_port
+        return {"worker": port, "bridge": port + 1} if port else {}
 
     def child_env(self) -> dict[str, str]:
         """The environment of every child: the user's, plus the local endpoints and settings."""
@@ -155,16 +165,31 @@ class LocalStack:
         return queues
 
     def _start_pipeline(self, env: dict[str, str]) -> None:
-        self._spawn("worker", python_module("pipeline", "worker", "--concurrency", str(LOCAL_CONCURRENCY)), env)
-        self._spawn("bridge", python_module("pipeline", "bridge"), env)
+        ports = self.metrics_ports()
+        worker = python_module("pipeline", "worker", "--concurrency", str(LOCAL_CONCURRENCY))
+        started = {"worker": self._spawn("worker", worker, {**env, "PIPELINE_METRICS_PORT": str(ports.get("worker", 0))})}
+        bridge = python_module("pipeline", "bridge")
+        started["bridge"] = self._spawn("bridge", bridge, {**env, "PIPELINE_METRICS_PORT": str(ports.get("bridge", 0))})
         self._spawn("beat", python_module("pipeline", "beat"), env)
+        for name, port in ports.items():  # listening once its start-up checks passed
+            wait_for_port(port, host=self.settings.metrics_address, proc=started[name].proc, timeout=60)
+            self.endpoints[f"{name}_metrics"] = f"http://{self.settings.metrics_address}:{port}/metrics"
         if self.with_flower:
-            flower = self._spawn("flower", python_module("pipeline", "flower"), env)
-            wait_for_port(self.settings.flower_port, host=self.settings.flower_address, proc=flower.proc, timeout=60)
-            self.endpoints["flower"] = f"http://{self.settings.flower_address}:{self.settings.flower_port}"
+            self._start_flower(env)
         self.endpoints["detectors"] = ",".join(self.settings.detectors)
         self.endpoints["database"] = self.settings.database_url
         self.endpoints["logs"] = str(self.state_dir / "logs")
+
+    def _start_flower(self, env: dict[str, str]) -> None:
+        """Flower with basic auth: the configured credentials, or the stack's own kept in the state directory."""
+        flower_env = dict(env)
+        if not self.settings.flower_credentials and not self.settings.flower_unauthenticated:
+            credentials = local_credentials(self.state_dir)
+            flower_env["PIPELINE_FLOWER_BASIC_AUTH"] = credentials.basic_auth
+            self.endpoints["flower_login"] = f"user {credentials.user}, password in {credentials.path}"
+        flower = self._spawn("flower", python_module("pipeline", "flower"), flower_env)
+        wait_for_port(self.settings.flower_port, host=self.settings.flower_address, proc=flower.proc, timeout=60)
+        self.endpoints["flower"] = f"http://{self.settings.flower_address}:{self.settings.flower_port}"
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
         child = Child(name, argv, env, self.state_dir / "logs" / f"{name}.log").start()

@@ -66,5 +66,6 @@ def child_env(resources: Resources, *, broker_url: str, rekognition_url: str, **
         "PIPELINE_REVIEW_QUEUE": resources.queues.review_url,
         "PIPELINE_DETECTORS": "rekognition",
         "PYTHONUNBUFFERED": "1",
+        "PIPELINE_METRICS_PORT": "0",  # off unless a test asks: the default 9808 is one per machine
         **extra,
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from PIL import Image
 
 from pipeline.local.processes import free_port
 from pipeline.report.store import ReportStore
+from tests.integration.test_flower_auth import get
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +62,7 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
         image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(copy, quality=70)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIPELINE_"))}
     env.update(PIPELINE_HASHLIST_PATH=str(hash_list), PIPELINE_STATE_DIR=str(tmp_path / "state"),
-               PIPELINE_FLOWER_PORT=str(free_port()))
+               PIPELINE_FLOWER_PORT=str(free_port()), PIPELINE_METRICS_PORT=str(free_port()))
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up", "--local"], cwd=tmp_path, env=env,
@@ -69,6 +71,7 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
         banner = wait_for_line(proc, log, "export PIPELINE_BROKER_URL", START_TIMEOUT_SECONDS)
         endpoint = next(line.split()[1] for line in banner.splitlines() if line.strip().startswith("s3_sqs"))
         children = psutil.Process(proc.pid).children(recursive=True)
+        assert_flower_login_and_metrics(banner, tmp_path / "state")
         # When: the copy goes in with `aws s3 cp`, once under the prefix and once outside it
         aws(endpoint, "s3", "cp", str(copy), "s3://moderation-uploads/content/images/holiday copy.jpg")
         aws(endpoint, "s3", "cp", str(copy), "s3://moderation-uploads/drafts/holiday copy.jpg")
@@ -106,11 +109,30 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
     assert len(children) >= 5  # redis, moto, worker (+ its pool), bridge, flower
 
 
+def get_status(url: str, credentials: str | None = None) -> int:
+    return get(url, credentials)[0]
+
+
+def assert_flower_login_and_metrics(banner: str, state: Path) -> None:
+    """Flower's generated login: the user and the file are printed (never the password); metrics answer."""
+    endpoints = dict(line.strip().split(None, 1) for line in banner.splitlines()
+                     if line.startswith("  ") and len(line.split()) > 1)
+    secret_file = state / "flower-credentials"
+    assert endpoints["flower_login"] == f"user pipeline, password in {secret_file.resolve()}"
+    credentials = secret_file.read_text().strip()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert credentials.split(":", 1)[1] not in banner
+    assert get_status(endpoints["flower"] + "/api/workers") == 401
+    assert get_status(endpoints["flower"] + "/api/workers", credentials) == 200
+    assert get_status(endpoints["worker_metrics"]) == 200 and get_status(endpoints["bridge_metrics"]) == 200
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "supervisor-killed"])
 def test_nothing_outlives_the_supervisor(tmp_path: Path, sig: signal.Signals):
     # Given: the local stack running
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIPELINE_"))}
-    env.update(PIPELINE_STATE_DIR=str(tmp_path / "state"), PIPELINE_FLOWER_PORT=str(free_port()))
+    env.update(PIPELINE_STATE_DIR=str(tmp_path / "state"), PIPELINE_FLOWER_PORT=str(free_port()),
+               PIPELINE_METRICS_PORT=str(free_port()))
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up", "--local"], cwd=tmp_path, env=env,

@@ -461,3 +461,16 @@ def test_a_worker_whose_limiter_redis_is_unreachable_stops_at_start_up_naming_th
     assert "PIPELINE_RATELIMIT_URL=redis://:**@127.0.0.1:" in done.stderr
     assert "shared rate limiter cannot reach Redis" in done.stderr
     assert "s3cret" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_peek_reads_rate_and_throttle_times_without_taking_a_slot(client: redis.Redis) -> None:
+    # Given: a fresh limiter, then one lone throttle
+    limiter = RateLimiter(client, rate=50.0, name=f"peek-{uuid.uuid4().hex[:8]}")
+    fresh = limiter.peek()
+    limiter.report_throttle()
+    lone = limiter.peek()
+    # Then: nothing before, a throttle but no cut after; peeking took no slot (no TAT written)
+    assert (fresh.configured_rate, fresh.current_rate, fresh.last_throttle_age, fresh.last_cut_age) == (
+        50.0, 50.0, None, None)
+    assert lone.current_rate == 50.0 and lone.last_cut_age is None and 0 <= lone.last_throttle_age < 5
+    assert client.hget(limiter.key, "tat") is None

@@ -93,6 +93,13 @@ VARIABLES: list[tuple[str, str, Any, dict[str, str]]] = [
     ("PIPELINE_DEFAULT_QUEUE", "light", "light", {}),
     ("PIPELINE_FLOWER_ADDRESS", "0.0.0.0", "0.0.0.0", {}),
     ("PIPELINE_FLOWER_PORT", "8555", 8555, {}),
+    ("PIPELINE_FLOWER_BASIC_AUTH", "ops:s3cret,viewer:other", "ops:s3cret,viewer:other", {}),
+    ("PIPELINE_FLOWER_UNAUTHENTICATED", "true", True, {}),
+    ("PIPELINE_FLOWER_UNAUTHENTICATED", "False", False, {}),
+    ("PIPELINE_METRICS_ADDRESS", "0.0.0.0", "0.0.0.0", {}),
+    ("PIPELINE_METRICS_PORT", "9100", 9100, {}),
+    ("PIPELINE_METRICS_PORT", "0", 0, {}),
+    ("PIPELINE_LOG_FORMAT", "JSON", "json", {}),
     ("PIPELINE_LOG_LEVEL", "debug", "DEBUG", {}),
     ("PIPELINE_LOG_LEVEL", "WARNING", "WARNING", {}),
     ("PIPELINE_STATE_DIR", "/var/lib/pipeline", "/var/lib/pipeline", {}),
@@ -179,6 +186,13 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"PIPELINE_PREFIX": "/content/images/"}, "PIPELINE_PREFIX"),
     ({"PIPELINE_SUFFIXES": "jpg,.png"}, "PIPELINE_SUFFIXES"),
     ({"PIPELINE_FLOWER_PORT": "0"}, "PIPELINE_FLOWER_PORT"),
+    ({"PIPELINE_FLOWER_BASIC_AUTH": "ops"}, "PIPELINE_FLOWER_BASIC_AUTH"),
+    ({"PIPELINE_FLOWER_BASIC_AUTH": "ops:pw,:nouser"}, "PIPELINE_FLOWER_BASIC_AUTH"),
+    ({"PIPELINE_FLOWER_BASIC_AUTH": "ops:"}, "PIPELINE_FLOWER_BASIC_AUTH"),
+    ({"PIPELINE_FLOWER_UNAUTHENTICATED": "maybe"}, "PIPELINE_FLOWER_UNAUTHENTICATED"),
+    ({"PIPELINE_METRICS_PORT": "-1"}, "PIPELINE_METRICS_PORT"),
+    ({"PIPELINE_METRICS_PORT": "65536"}, "PIPELINE_METRICS_PORT"),
+    ({"PIPELINE_LOG_FORMAT": "xml"}, "PIPELINE_LOG_FORMAT"),
     ({"PIPELINE_RETRY_BACKOFF_MAX": "-1"}, "PIPELINE_RETRY_BACKOFF_MAX"),
     ({"PIPELINE_VISIBILITY_TIMEOUT": "0", "PIPELINE_RETRY_BACKOFF_MAX": "0"}, "PIPELINE_VISIBILITY_TIMEOUT"),
     ({"PIPELINE_VISIBILITY_TIMEOUT": "1h"}, "PIPELINE_VISIBILITY_TIMEOUT"),
@@ -299,3 +313,13 @@ def test_local_stack_without_the_model_extra_uses_the_hash_list_alone(monkeypatc
     assert Settings.from_env({}, local=True).detectors == ("hashlist",)
     with pytest.raises(ConfigurationError, match=r"PIPELINE_DETECTORS includes local, but the `model` extra is not installed"):
         Settings.from_env({"PIPELINE_DETECTORS": "local"})
+
+
+def test_flower_credentials_are_never_shown() -> None:
+    # Given: credentials, one of them malformed
+    settings = Settings.from_env({"PIPELINE_FLOWER_BASIC_AUTH": "ops:s3cret, viewer:other"})
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"PIPELINE_FLOWER_BASIC_AUTH": "ops:s3cret,broken"})
+    # Then: the pairs are there for Flower, but neither the repr nor the error quotes a password
+    assert settings.flower_credentials == ["ops:s3cret", "viewer:other"]
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(caught.value)

@@ -1,0 +1,99 @@
+"""``pipeline status``: queue depths, workers online, the shared limiter, pending rows.
+
+The data comes from :mod:`pipeline.monitoring.snapshot` (the bridge's scrape-time gauges read
+the same functions). A part that cannot be reached is shown as unavailable with the reason and
+the exit code is 1; the command itself never fails with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pipeline.commands.common import configure_logging, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.monitoring.snapshot import Reading, Snapshot
+
+
+@click.command()
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="A table for people, or one JSON object.")
+def status(output: str) -> None:
+    """Show queue depths, workers online, the shared rate limiter and pending rows."""
+    from pipeline import aws
+    from pipeline.app import create_app
+    from pipeline.monitoring.snapshot import gather
+    from pipeline.report.store import ReportStore
+
+    settings = load_settings()
+    configure_logging(settings)
+    app = create_app(settings)
+    store = ReportStore.from_url(settings.database_url)
+    try:
+        snap = gather(settings, app=app, sqs=aws.client("sqs"), store=store)
+    finally:
+        store.dispose()
+        app.close()
+    click.echo(json.dumps(snapshot_dict(snap), sort_keys=True) if output == "json" else "\n".join(table_lines(snap)))
+    if not all(reading.available for reading in snap.parts().values()):
+        sys.exit(1)
+
+
+def snapshot_dict(snap: Snapshot) -> dict[str, Any]:
+    """Part -> {"available": bool, ...values} or {"available": false, "reason": ...}."""
+    return {name: _part_dict(name, reading) for name, reading in snap.parts().items()}
+
+
+def _part_dict(name: str, reading: Reading[Any]) -> dict[str, Any]:
+    if not reading.available:
+        return {"available": False, "reason": reading.error}
+    value = reading.value
+    if name in ("broker_queues", "sqs_queues"):
+        return {"available": True, "queues": {q.role: {"name": q.name, "depth": q.depth} for q in value}}
+    if name == "workers":
+        return {"available": True, "online": len(value), "names": value}
+    if name == "limiter":
+        if value is None:
+            return {"available": True, "enabled": False}
+        return {"available": True, "enabled": True, "configured_rate": value.configured_rate,
+                "current_rate": round(value.current_rate, 3), "last_throttle_age_seconds": _round(value.last_throttle_age),
+                "last_cut_age_seconds": _round(value.last_cut_age)}
+    return {"available": True, "rows": value.rows, "oldest_age_seconds": _round(value.oldest_age)}
+
+
+def table_lines(snap: Snapshot) -> list[str]:
+    """The human table: one line per value, or one line saying why a part is unavailable."""
+    rows = [("part", "item", "value")]
+    for name, reading in snap.parts().items():
+        rows += [(name, item, value) for item, value in _part_rows(name, reading)]
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    return [f"{part:<{width[0]}}  {item:<{width[1]}}  {value}".rstrip() for part, item, value in rows]
+
+
+def _part_rows(name: str, reading: Reading[Any]) -> list[tuple[str, str]]:
+    if not reading.available:
+        return [("unavailable", str(reading.error))]
+    part = _part_dict(name, reading)
+    if name in ("broker_queues", "sqs_queues"):
+        return [(role, f"{q['depth']}  ({q['name']})") for role, q in part["queues"].items()]
+    if name == "workers":
+        return [("online", f"{part['online']}  {' '.join(part['names'])}".rstrip())]
+    if name == "limiter":
+        if not part["enabled"]:
+            return [("enabled", "no (PIPELINE_RATELIMIT_RATE=0 or no rekognition detector)")]
+        return [("rate", f"{part['current_rate']:g} of {part['configured_rate']:g} calls/s"),
+                ("last throttle", _ago(part["last_throttle_age_seconds"])),
+                ("last cut", _ago(part["last_cut_age_seconds"]))]
+    return [("rows", str(part["rows"])), ("oldest", _ago(part["oldest_age_seconds"]))]
+
+
+def _ago(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f} s ago"
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)

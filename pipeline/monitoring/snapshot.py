@@ -1,0 +1,130 @@
+"""What ``pipeline status`` shows and the bridge exports as gauges: one reading per part.
+
+Each part is read on its own and never raises: a part that cannot be reached becomes a
+:class:`Reading` with the reason, so one dead service does not hide the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+
+from celery import Celery
+
+from pipeline.backlog import read_depths
+from pipeline.ratelimit import LimiterState, RateLimiter, limiter_from_settings
+from pipeline.report.store import ReportStore
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds ``pipeline status`` waits for workers to answer a ping.
+PING_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Reading(Generic[T]):
+    """A part's value, or why it could not be read (``error``)."""
+
+    value: T | None = None
+    error: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """Messages waiting in one queue; ``role`` is the pipeline's name for it (detect, events, ...)."""
+
+    role: str
+    name: str
+    depth: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Rows still ``pending`` and the age of the oldest (seconds since it was last touched)."""
+
+    rows: int
+    oldest_age: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every part ``pipeline status`` shows."""
+
+    broker_queues: Reading[list[QueueDepth]]
+    sqs_queues: Reading[list[QueueDepth]]
+    workers: Reading[list[str]]
+    limiter: Reading[LimiterState | None]
+    pending: Reading[Pending]
+
+    def parts(self) -> dict[str, Reading[Any]]:
+        """Part name -> reading, in display order."""
+        return {"broker_queues": self.broker_queues, "sqs_queues": self.sqs_queues, "workers": self.workers,
+                "limiter": self.limiter, "pending": self.pending}
+
+
+def read(part: Callable[[], T]) -> Reading[T]:
+    """Run one part's reader; any failure becomes the reading's reason."""
+    try:
+        return Reading(value=part())
+    except Exception as exc:  # a service down, refused, misconfigured: shown, never raised
+        log.debug("status part unavailable", exc_info=True)
+        return Reading(error=f"{type(exc).__name__}: {exc}")
+
+
+def broker_queues(app: Celery, settings: Settings) -> list[QueueDepth]:
+    """The broker's detect and default (tag, report) queue depths."""
+    roles = {"detect": settings.detect_queue, "default": settings.default_queue}
+    depths = read_depths(app, tuple(roles.values()))
+    return [QueueDepth(role, name, depths[name]) for role, name in roles.items()]
+
+
+def sqs_queues(sqs: Any, settings: Settings) -> list[QueueDepth]:
+    """ApproximateNumberOfMessages of the events, dead-letter and review queues."""
+    from pipeline import aws
+    from pipeline.requeue.dlq import queue_depth
+
+    roles = {"events": settings.events_queue, "dead_letter": settings.dead_letter_queue,
+             "review": settings.review_queue}
+    return [QueueDepth(role, name, queue_depth(sqs, aws.queue_url(sqs, name))) for role, name in roles.items()]
+
+
+def workers_online(app: Celery, timeout: float = PING_TIMEOUT_SECONDS) -> list[str]:
+    """Host names of the workers that answered a control ping within ``timeout`` seconds."""
+    replies = app.control.ping(timeout=timeout)
+    return sorted(name for reply in replies for name in reply)
+
+
+def shared_limiter(settings: Settings) -> RateLimiter | None:
+    """The shared Rekognition limiter to peek at; None when the limit is off (or Rekognition is not used)."""
+    return limiter_from_settings(settings) if settings.ratelimit_enabled else None
+
+
+def limiter(shared: RateLimiter | None) -> LimiterState | None:
+    """The shared limiter's state without taking a slot; None when the limit is off."""
+    return None if shared is None else shared.peek()
+
+
+def pending(store: ReportStore, now: datetime | None = None) -> Pending:
+    """Pending rows and the oldest one's age."""
+    rows, oldest = store.pending_summary()
+    now = now or datetime.now(timezone.utc)
+    return Pending(rows=rows, oldest_age=None if oldest is None else (now - oldest).total_seconds())
+
+
+def gather(settings: Settings, *, app: Celery, sqs: Any, store: ReportStore) -> Snapshot:
+    """Every part, each read on its own; workers are pinged only when the broker answered."""
+    broker = read(lambda: broker_queues(app, settings))
+    workers: Reading[list[str]] = (read(lambda: workers_online(app)) if broker.available
+                                   else Reading(error=f"broker unreachable ({broker.error})"))
+    return Snapshot(broker_queues=broker, sqs_queues=read(lambda: sqs_queues(sqs, settings)), workers=workers,
+                    limiter=read(lambda: limiter(shared_limiter(settings))), pending=read(lambda: pending(store)))
