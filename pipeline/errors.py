@@ -15,6 +15,7 @@
          +- TagLimitError          blocking would need more than S3's 10 tags
          +- AccessDeniedError      the pipeline's role may not read or tag the object
          +- BucketNotAllowedError  the event names a bucket outside PIPELINE_ALLOWED_BUCKETS
+         +- ReviewRefusedError     a moderator decision on an unknown or unflagged work id
 
 AWS ``ClientError`` is caught only in the thin client modules (detectors, tagging, report) and
 turned into one of these; Celery tasks retry ``RetryableError`` and record ``PermanentError``.
@@ -113,3 +114,9 @@ class BucketNotAllowedError(PermanentError):
     """Work for a bucket outside PIPELINE_ALLOWED_BUCKETS: refused, never read or tagged."""
 
     default_code = "BucketNotAllowed"
+
+
+class ReviewRefusedError(PermanentError):
+    """``pipeline review approve|reject`` on a work id that is unknown or not flagged."""
+
+    default_code = "ReviewRefused"

@@ -33,6 +33,8 @@ DEFAULT_PREFIX = "content/images/"
 DEFAULT_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_TAG_KEY = "BlockedContent"
 DEFAULT_TAG_VALUE = "true"
+#: Fail-closed status tag key (``clean``/``blocked``/``failed`` on every decided object); empty: off.
+DEFAULT_STATUS_TAG_KEY = ""
 #: Hamming distance (of 64 pHash bits) at or under which an image matches a hash-list entry.
 DEFAULT_HASHLIST_MAX_DISTANCE = 10
 #: How often a retryable failure is retried before the image is recorded as failed.
@@ -72,6 +74,9 @@ DEFAULT_RATELIMIT_RECOVERY_SECONDS = 30.0
 #: Redis URL schemes redis-py connects to; the limiter defaults to the broker only for the first two.
 RATELIMIT_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
+#: S3 tag keys are at most 128 Unicode characters; the ``aws:`` prefix is reserved.
+MAX_TAG_KEY_LENGTH = 128
+
 DETECTORS = ("rekognition", "hashlist", "local")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
 DEMO_HASHLIST = str(Path(__file__).parent / "demo" / "known-bad-hashes.json")
@@ -103,6 +108,8 @@ class Settings:
     local_model_threads: int = DEFAULT_LOCAL_MODEL_THREADS
     tag_key: str = DEFAULT_TAG_KEY
     tag_value: str = DEFAULT_TAG_VALUE
+    #: Status tag written on every decided object (fail-closed bucket policy); empty turns it off.
+    status_tag_key: str = DEFAULT_STATUS_TAG_KEY
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
@@ -179,7 +186,20 @@ class Settings:
             raise ConfigurationError("PIPELINE_FLOWER_PORT must be a TCP port (1-65535)")
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
+        self._validate_status_tag()
         self._validate_ratelimit()
+
+    def _validate_status_tag(self) -> None:
+        """The status tag must be a valid S3 tag key and must not collide with the block tag."""
+        key = self.status_tag_key
+        if not key:
+            return
+        if key == self.tag_key:
+            raise ConfigurationError("PIPELINE_STATUS_TAG_KEY must differ from PIPELINE_TAG_KEY")
+        if len(key) > MAX_TAG_KEY_LENGTH or key.lower().startswith("aws:"):
+            raise ConfigurationError(
+                f"PIPELINE_STATUS_TAG_KEY must be a tag key of at most {MAX_TAG_KEY_LENGTH} characters, not starting with aws:"
+            )
 
     def _validate_ratelimit(self) -> None:
         """The shared rate limit's numbers, and a Redis to keep it in whenever it is on."""
