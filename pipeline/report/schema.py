@@ -102,7 +102,7 @@ reviews = sa.Table(
     "reviews",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("work_id", sa.String(WORK_ID_LENGTH), nullable=False, index=True),
+    sa.Column("work_id", sa.String(WORK_ID_LENGTH), nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("reviewer", sa.String(REVIEWER_LENGTH), nullable=False),
     sa.Column("note", sa.Text, nullable=True),
@@ -110,6 +110,7 @@ reviews = sa.Table(
     # The version acted on, so the history says which bytes were judged.
     sa.Column("version_id", sa.String(VERSION_ID_LENGTH), nullable=True),
     sa.Column("etag", sa.String(128), nullable=True),
+    sa.Index("ix_reviews_work_id", "work_id"),
 )
 
 malformed_messages = sa.Table(
