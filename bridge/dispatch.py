@@ -59,7 +59,7 @@ def plan(
         now = now or datetime.now(timezone.utc)
         stale = row.updated_at is None or now - row.updated_at >= timedelta(seconds=stale_after)
         return build_chain(app, row) if created or redelivered or stale else None
-    if row.outcome == outcomes.BLOCKED and getattr(row, "review", None) != APPROVED:
+    if row.outcome == outcomes.BLOCKED and row.review != APPROVED:
         return build_recheck(app, row)
     return None
 
