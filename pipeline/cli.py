@@ -125,7 +125,7 @@ def bridge() -> None:
         dead_letter_url=resolve_queue(sqs, settings.dead_letter_queue, "PIPELINE_DEAD_LETTER_QUEUE"),
         store=ReportStore.from_url(settings.database_url),
         app=app,
-        key_filter=KeyFilter.fromload_settings(settings),
+        key_filter=KeyFilter.from_settings(settings),
         stale_after=settings.stale_after,
         allowed_buckets=settings.effective_allowed_buckets,
         backlog=Backlog(app, (settings.detect_queue,)),
@@ -292,7 +292,7 @@ def _requeue_rows(settings: Settings, selection: RowSelection, *, limit: int | N
     events_url = resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE")
     try:
         with progress(count_selected(store, selection, limit), "requeueing") as advance:
-            report = requeue_rows(store, sqs, events_url, selection, key_filter=KeyFilter.fromload_settings(settings),
+            report = requeue_rows(store, sqs, events_url, selection, key_filter=KeyFilter.from_settings(settings),
                                   reason=reason, limit=limit, dry_run=dry_run, progress=advance)
     except PipelineError as exc:
         raise click.ClickException(f"stopped: {exc}") from None
