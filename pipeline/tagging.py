@@ -23,7 +23,7 @@ TagSet = list[dict[str, str]]
 
 @dataclass(frozen=True)
 class TagResult:
-    """What ``ensure_tag`` found and did."""
+    """What ``apply_tags`` found and did."""
 
     changed: bool
     tags: dict[str, str]
@@ -50,15 +50,12 @@ def merge_tag(existing: TagSet, key: str, value: str) -> TagSet | None:
 
     Raises TagLimitError rather than dropping someone's tag to make room.
     """
-    current = {tag["Key"]: tag["Value"] for tag in existing}
-    if current.get(key) == value:
-        return None
-    if key not in current and len(current) >= MAX_TAGS:
-        raise TagLimitError(
-            f"object already has {len(current)} tags; adding {key} would exceed S3's limit of {MAX_TAGS}",
-        )
-    current[key] = value
-    return [{"Key": k, "Value": v} for k, v in current.items()]
+    return plan_tags(existing, TagChange(required={key: value}))[0]
+
+
+def remove_tag(existing: TagSet, key: str) -> TagSet | None:
+    """The tag set without ``key``; None when it is not there."""
+    return plan_tags(existing, TagChange(remove=(key,)))[0]
 
 
 def plan_tags(existing: TagSet, change: TagChange) -> tuple[TagSet | None, tuple[str, ...]]:
@@ -84,13 +81,6 @@ def plan_tags(existing: TagSet, change: TagChange) -> tuple[TagSet | None, tuple
     return [{"Key": k, "Value": v} for k, v in current.items()], tuple(dropped)
 
 
-def remove_tag(existing: TagSet, key: str) -> TagSet | None:
-    """The tag set without ``key``; None when it is not there."""
-    if all(tag["Key"] != key for tag in existing):
-        return None
-    return [tag for tag in existing if tag["Key"] != key]
-
-
 def read_tags(s3: Any, image: ImageRef) -> TagSet:
     """The object version's current tag set."""
     with translated_aws_errors():
@@ -99,23 +89,12 @@ def read_tags(s3: Any, image: ImageRef) -> TagSet:
 
 def ensure_tag(s3: Any, image: ImageRef, key: str, value: str) -> TagResult:
     """Make sure the object version carries ``key=value``, keeping every other tag."""
-    _check_not_superseded(s3, image)
-    existing = read_tags(s3, image)
-    merged = merge_tag(existing, key, value)
-    if merged is None:
-        return TagResult(changed=False, tags=_as_dict(existing))
-    _put_tags(s3, image, merged)
-    return TagResult(changed=True, tags=_as_dict(merged))
+    return apply_tags(s3, image, TagChange(required={key: value}))
 
 
 def ensure_untagged(s3: Any, image: ImageRef, key: str) -> TagResult:
     """Make sure the object version does not carry ``key``, keeping every other tag."""
-    existing = read_tags(s3, image)
-    remaining = remove_tag(existing, key)
-    if remaining is None:
-        return TagResult(changed=False, tags=_as_dict(existing))
-    _put_tags(s3, image, remaining)
-    return TagResult(changed=True, tags=_as_dict(remaining))
+    return apply_tags(s3, image, TagChange(remove=(key,)))
 
 
 def apply_tags(s3: Any, image: ImageRef, change: TagChange) -> TagResult:
