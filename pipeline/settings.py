@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ RATELIMIT_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 #: S3 tag keys are at most 128 Unicode characters; the ``aws:`` prefix is reserved.
 MAX_TAG_KEY_LENGTH = 128
+#: The characters S3 allows in a tag key (Unicode letters and digits, whitespace, + - = . _ : / @).
+TAG_KEY_PATTERN = re.compile(r"[\w\s+\-=.:/@]+")
 
 DETECTORS = ("rekognition", "hashlist", "local")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
@@ -196,9 +199,10 @@ class Settings:
             return
         if key == self.tag_key:
             raise ConfigurationError("PIPELINE_STATUS_TAG_KEY must differ from PIPELINE_TAG_KEY")
-        if len(key) > MAX_TAG_KEY_LENGTH or key.lower().startswith("aws:"):
+        if len(key) > MAX_TAG_KEY_LENGTH or key.lower().startswith("aws:") or not TAG_KEY_PATTERN.fullmatch(key):
             raise ConfigurationError(
-                f"PIPELINE_STATUS_TAG_KEY must be a tag key of at most {MAX_TAG_KEY_LENGTH} characters, not starting with aws:"
+                f"PIPELINE_STATUS_TAG_KEY must be an S3 tag key: at most {MAX_TAG_KEY_LENGTH} letters, digits, "
+                "spaces or + - = . _ : / @, not starting with aws:"
             )
 
     def _validate_ratelimit(self) -> None:
