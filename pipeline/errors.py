@@ -15,6 +15,7 @@
          +- TagLimitError          blocking would need more than S3's 10 tags
          +- AccessDeniedError      the pipeline's role may not read or tag the object
          +- BucketNotAllowedError  the event names a bucket outside PIPELINE_ALLOWED_BUCKETS
+         +- SetupError             `pipeline setup` cannot do as asked (no bucket, overlapping rules)
          +- ReviewRefusedError     a moderator decision on an unknown or unflagged work id
 
 AWS ``ClientError`` is caught only in the thin client modules (detectors, tagging, report) and
@@ -114,6 +115,12 @@ class BucketNotAllowedError(PermanentError):
     """Work for a bucket outside PIPELINE_ALLOWED_BUCKETS: refused, never read or tagged."""
 
     default_code = "BucketNotAllowed"
+
+
+class SetupError(PermanentError):
+    """``pipeline setup`` cannot make the resources as asked: a missing bucket, an overlapping rule."""
+
+    default_code = "SetupError"
 
 
 class ReviewRefusedError(PermanentError):

@@ -6,6 +6,7 @@ Sub-commands live in ``pipeline.cli`` (the long-running processes) and in module
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,12 +24,17 @@ def load_settings(**kwargs: Any) -> Settings:
 
 
 @contextmanager
-def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
-    """``advance(n)`` of click's progress bar on a terminal; silent when stderr is a pipe or a log."""
+def progress(length: int | None, label: str) -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` of click's progress bar on a terminal; silent when stderr is a pipe or a log.
+
+    ``length`` None: the total is unknown (a listing still running); the bar counts and pulses.
+    """
     if not sys.stderr.isatty():
         yield lambda _n: None
         return
-    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+    # An iterable without a length hint is how click is told the total is unknown.
+    items = itertools.repeat(None) if length is None else None
+    with click.progressbar(items, length=length, label=label, file=sys.stderr, show_pos=length is None) as bar:
         yield bar.update
 
 

@@ -47,6 +47,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 STICKY_OUTCOMES = (DELETED, SUPERSEDED)
 #: Error code carried by the RetryableError raised when the database cannot be reached.
 DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+#: Rows a streamed report query fetches at a time.
+STREAM_BATCH = 1000
+#: Keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
+KEYS_PER_QUERY = 500
 #: Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (see make_engine).
 _SQLITE_IMMEDIATE = "pipeline_sqlite_immediate"
 
@@ -478,9 +482,14 @@ class ReportStore:
         with self._read() as conn:
             return [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement)]
 
-    def counts_by_outcome(self) -> dict[str, int]:
-        """Number of rows per outcome; every outcome is present, with 0 when there are none."""
-        statement = sa.select(images.c.outcome, sa.func.count()).group_by(images.c.outcome)
+    def counts_by_outcome(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+        """Number of rows per outcome; every outcome is present, with 0 when there are none.
+
+        ``since`` (inclusive) and ``until`` (exclusive) bound ``decided_at``: with either, only rows
+        decided in that window count (pending rows have not been decided).
+        """
+        statement = (sa.select(images.c.outcome, sa.func.count()).where(*_decided_between(since, until))
+                     .group_by(images.c.outcome))
         with self._read() as conn:
             counts = {outcome: int(n) for outcome, n in conn.execute(statement)}
         return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
@@ -540,6 +549,34 @@ class ReportStore:
         with self._write() as conn:
             row = conn.execute(statement).first()
         return None if row is None else ImageRow.from_mapping(row._mapping)
+
+    # -- report -----------------------------------------------------------------------------
+
+    def iter_decisions(self, since: datetime | None = None, until: datetime | None = None,
+                       *, batch: int = STREAM_BATCH) -> Iterator[tuple[datetime, str, list[dict[str, Any]]]]:
+        """(decided_at, outcome, labels) of every decided row, streamed ``batch`` rows at a time.
+
+        Labels are aggregated by the caller: SQLite's json_each and PostgreSQL's
+        json_array_elements differ, while reading the column is the same everywhere.
+        """
+        statement = (sa.select(images.c.decided_at, images.c.outcome, images.c.labels)
+                     .where(images.c.decided_at.is_not(None), *_decided_between(since, until))
+                     .order_by(images.c.id).execution_options(yield_per=batch))
+        with self._read() as conn:
+            for decided_at, outcome, labels in conn.execute(statement):
+                yield as_utc(decided_at), outcome, list(labels or [])
+
+    # -- backfill -------------------------------------------------------------------------
+
+    def rows_for_keys(self, bucket: str, keys: Sequence[str]) -> list[ImageRow]:
+        """Every row of these keys of ``bucket`` (any version, any outcome), in ``id`` order."""
+        rows: list[ImageRow] = []
+        with self._read() as conn:
+            for start in range(0, len(keys), KEYS_PER_QUERY):
+                chunk = list(keys[start:start + KEYS_PER_QUERY])
+                statement = sa.select(images).where(images.c.bucket == bucket, images.c.key.in_(chunk))
+                rows += [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement.order_by(images.c.id))]
+        return rows
 
     # -- moderator review -----------------------------------------------------------------
 
@@ -662,6 +699,16 @@ def _find_conditions(
         conditions.append(images.c.updated_at >= as_utc(since))
     if until is not None:
         conditions.append(images.c.updated_at < as_utc(until))
+    return conditions
+
+
+def _decided_between(since: datetime | None, until: datetime | None) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses bounding ``decided_at``: ``since`` inclusive, ``until`` exclusive."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(images.c.decided_at >= as_utc(since))
+    if until is not None:
+        conditions.append(images.c.decided_at < as_utc(until))
     return conditions
 
 

@@ -140,7 +140,10 @@ def test_operator_may_set_up_backfill_requeue_and_review() -> None:
     queues = [SQS + name for name in ("moderation-events", "moderation-events-dlq", "moderation-review")]
     assert {sid: (actions(s), s["Resource"]) for sid, s in operator.items()} == {
         "SetUpQueues": ({"sqs:CreateQueue", "sqs:SetQueueAttributes", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}, queues),
-        "SetUpBucketNotificationAndBackfill": ({"s3:GetBucketNotification", "s3:PutBucketNotification", "s3:ListBucket"},
+        # setup: HeadBucket (ListBucket) and the notification; backfill: versioning, then
+        # ListObjectsV2 or, in a versioned bucket, ListObjectVersions.
+        "SetUpBucketNotificationAndBackfill": ({"s3:GetBucketNotification", "s3:PutBucketNotification",
+                                                "s3:GetBucketVersioning", "s3:ListBucket", "s3:ListBucketVersions"},
                                                "arn:aws:s3:::example-uploads"),
         "BackfillAndRequeue": ({"sqs:SendMessage"}, SQS + "moderation-events"),
         "RequeueFromDeadLetterQueue": ({"sqs:ReceiveMessage", "sqs:DeleteMessage"}, SQS + "moderation-events-dlq"),

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from pipeline.provision import NOTIFIED_EVENTS, RULE_ID_PREFIX, merge_notifications, notification_rules
+from pipeline.errors import SetupError
+from pipeline.provision import (
+    NOTIFIED_EVENTS,
+    RULE_ID_PREFIX,
+    check_overlaps,
+    merge_notifications,
+    notification_rules,
+    rules_overlap,
+    same_notifications,
+)
 from pipeline.settings import Settings
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:moderation-events"
@@ -118,3 +127,48 @@ def test_merge_is_idempotent() -> None:
 def test_merge_into_an_empty_configuration() -> None:
     ours = notification_rules(Settings(), QUEUE_ARN)
     assert merge_notifications({"ResponseMetadata": {}}, ours) == {"QueueConfigurations": ours}
+
+
+def rule(prefix: str = "", suffix: str = "", events: tuple[str, ...] = ("s3:ObjectCreated:*",)) -> dict[str, Any]:
+    filters = [{"Name": name, "Value": value} for name, value in (("Prefix", prefix), ("Suffix", suffix)) if value]
+    return {"Id": "other", "Events": list(events), "Filter": {"Key": {"FilterRules": filters}}}
+
+
+@pytest.mark.parametrize(
+    ("other", "overlaps"),
+    [
+        (rule(), True),  # no filter at all: everything
+        (rule("content/"), True),  # a shorter prefix, any suffix
+        (rule("content/images/holiday/", ".jpg"), True),  # a longer prefix, the same suffix
+        (rule("", "g"), True),  # ".jpg" ends with "g"
+        (rule("content/images/", ".gif"), False),  # same prefix, suffixes apart
+        (rule("thumbs/", ".jpg"), False),  # prefixes apart
+        (rule("content/images/", ".jpg", ("s3:ObjectCreated:Put",)), True),  # Put is in ObjectCreated:*
+        (rule("content/images/", ".jpg", ("s3:ObjectTagging:*",)), False),  # no shared event type
+        (rule("content/images/", ".jpg", ("s3:ObjectRestore:*",)), True),  # Restore:Completed is in it
+    ],
+)
+def test_rules_overlap_as_s3_judges_them(other: dict[str, Any], overlaps: bool) -> None:
+    ours = notification_rules(Settings(suffixes=(".jpg",)), QUEUE_ARN)[0]
+    assert rules_overlap(other, ours) is overlaps
+    assert rules_overlap(ours, other) is overlaps
+
+
+def test_check_overlaps_ignores_our_own_old_rules() -> None:
+    old_ours = {**rule("content/", ".jpg"), "Id": f"{RULE_ID_PREFIX}jpg"}
+    check_overlaps({"QueueConfigurations": [old_ours]}, notification_rules(Settings(), QUEUE_ARN))
+
+
+def test_check_overlaps_names_the_rule_of_any_destination_kind() -> None:
+    lambda_rule = {**rule("content/"), "Id": "resize", "LambdaFunctionArn": "arn:aws:lambda:us-east-1:1:function:r"}
+    with pytest.raises(SetupError, match="rule 'resize' \\(prefix 'content/', suffix ''"):
+        check_overlaps({"LambdaFunctionConfigurations": [lambda_rule]}, notification_rules(Settings(), QUEUE_ARN))
+
+
+def test_same_notifications_ignores_order_and_filter_name_case() -> None:
+    ours = notification_rules(Settings(), QUEUE_ARN)
+    echoed = [{**r, "Filter": {"Key": {"FilterRules": [{"Name": f["Name"].capitalize(), "Value": f["Value"]}
+                                                        for f in r["Filter"]["Key"]["FilterRules"]]}}}
+              for r in reversed(ours)]
+    assert same_notifications({"QueueConfigurations": ours}, {"QueueConfigurations": echoed})
+    assert not same_notifications({"QueueConfigurations": ours}, {"QueueConfigurations": ours[1:]})
