@@ -26,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 from pipeline.errors import RetryableError
 from pipeline.events import sequencer_order
 from pipeline.outcomes import FAILED
+from pipeline.review.decisions import DECISIONS
 from pipeline.report.schema import (
     DELETED,
     ERROR_CODE_LENGTH,
@@ -598,6 +599,8 @@ class ReportStore:
         Both writes are one transaction. The version acted on (version id, ETag) is copied from
         the row, so the history names the bytes that were judged.
         """
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
         if not reviewer:
             raise ValueError("a review needs a reviewer")
         now = _now()

@@ -59,8 +59,12 @@ def test_a_review_of_an_unknown_work_id_raises_and_records_nothing(store: Report
     with pytest.raises(KeyError):
         store.record_review("0" * 64, decision="approved", reviewer="alice")
     assert store.review_history("0" * 64) == []
+    blocked = add_row(store, "content/images/a.jpg", "blocked")
     with pytest.raises(ValueError):
-        store.record_review(add_row(store, "content/images/a.jpg", "blocked").work_id, decision="approved", reviewer="")
+        store.record_review(blocked.work_id, decision="approved", reviewer="")
+    with pytest.raises(ValueError):
+        store.record_review(blocked.work_id, decision="maybe", reviewer="alice")
+    assert store.review_history(blocked.work_id) == []
 
 
 def test_awaiting_review_lists_flagged_undecided_rows_newest_first(store: ReportStore) -> None:
