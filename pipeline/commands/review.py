@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.commands.common import configure_logging, load_settings
 from pipeline.errors import PipelineError
 from pipeline.review.decisions import APPROVED, REJECTED
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.report.store import ReportStore
 
 #: Rows ``list`` shows unless --limit says otherwise.
 DEFAULT_LIST_LIMIT = 50
@@ -130,7 +134,8 @@ def format_age(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-def _store(settings: Any) -> Any:
+def _store(settings: Settings) -> ReportStore:
+    """The report store, once the database is at the current schema (else exit 2 naming `pipeline migrate`)."""
     from pipeline.report import migrate
     from pipeline.report.store import ReportStore
 
