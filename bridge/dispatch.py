@@ -5,7 +5,8 @@ The bridge writes the ``pending`` row first; what it enqueues then depends on wh
   failed before the chain reached the broker): the full chain detect -> tag -> report;
 - pending and older than PIPELINE_STALE_AFTER (an earlier enqueue may have been lost with Redis or
   a crashed bridge): the full chain again; a younger one is in flight, so a duplicate adds nothing;
-- blocked: a duplicate delivery re-checks the block tag on the object's current tags (tag -> report);
+- blocked: a duplicate delivery re-checks the block tag on the object's current tags (tag -> report),
+  unless a moderator approved this version: their decision wins, the tag stays off;
 - clean, failed, deleted: already decided; nothing to do.
 """
 
@@ -20,6 +21,7 @@ from celery.canvas import Signature
 from pipeline import outcomes
 from pipeline.app import DETECT_TASK, REPORT_TASK, TAG_TASK
 from pipeline.detectors.base import ImageRef
+from pipeline.review.decisions import APPROVED
 
 
 def work_for(row: Any) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def plan(
         now = now or datetime.now(timezone.utc)
         stale = row.updated_at is None or now - row.updated_at >= timedelta(seconds=stale_after)
         return build_chain(app, row) if created or redelivered or stale else None
-    if row.outcome == outcomes.BLOCKED:
+    if row.outcome == outcomes.BLOCKED and row.review != APPROVED:
         return build_recheck(app, row)
     return None
 

@@ -363,9 +363,10 @@ def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: st
 
 # -- operator commands, one module each in pipeline.commands ---------------------------------
 # Each module defines one click command (or group); register it here with one line.
-from pipeline.commands import backfill, report, setup, status  # noqa: E402
+from pipeline.commands import backfill, report, review, setup, status  # noqa: E402
 
 cli.add_command(setup.setup)
 cli.add_command(backfill.backfill)
 cli.add_command(report.report)
 cli.add_command(status.status)
+cli.add_command(review.review)

@@ -16,6 +16,7 @@
          +- AccessDeniedError      the pipeline's role may not read or tag the object
          +- BucketNotAllowedError  the event names a bucket outside PIPELINE_ALLOWED_BUCKETS
          +- SetupError             `pipeline setup` cannot do as asked (no bucket, overlapping rules)
+         +- ReviewRefusedError     a moderator decision on an unknown or unflagged work id
 
 AWS ``ClientError`` is caught only in the thin client modules (detectors, tagging, report) and
 turned into one of these; Celery tasks retry ``RetryableError`` and record ``PermanentError``.
@@ -120,3 +121,9 @@ class SetupError(PermanentError):
     """``pipeline setup`` cannot make the resources as asked: a missing bucket, an overlapping rule."""
 
     default_code = "SetupError"
+
+
+class ReviewRefusedError(PermanentError):
+    """``pipeline review approve|reject`` on a work id that is unknown or not flagged."""
+
+    default_code = "ReviewRefused"

@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ DEFAULT_PREFIX = "content/images/"
 DEFAULT_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_TAG_KEY = "BlockedContent"
 DEFAULT_TAG_VALUE = "true"
+#: Fail-closed status tag key (``clean``/``blocked``/``failed`` on every decided object); empty: off.
+DEFAULT_STATUS_TAG_KEY = ""
 #: Hamming distance (of 64 pHash bits) at or under which an image matches a hash-list entry.
 DEFAULT_HASHLIST_MAX_DISTANCE = 10
 #: How often a retryable failure is retried before the image is recorded as failed.
@@ -80,6 +83,10 @@ DEFAULT_METRICS_PORT = 9808
 #: ``text`` (one readable line) or ``json`` (one JSON object per line, python-json-logger).
 LOG_FORMATS = ("text", "json")
 DEFAULT_LOG_FORMAT = "text"
+#: S3 tag keys are at most 128 Unicode characters; the ``aws:`` prefix is reserved.
+MAX_TAG_KEY_LENGTH = 128
+#: The characters S3 allows in a tag key (Unicode letters and digits, whitespace, + - = . _ : / @).
+TAG_KEY_PATTERN = re.compile(r"[\w\s+\-=.:/@]+")
 
 DETECTORS = ("rekognition", "hashlist", "local")
 #: The demo's known-bad hash list, shipped in the package; the local stack's default hash list.
@@ -112,6 +119,8 @@ class Settings:
     local_model_threads: int = DEFAULT_LOCAL_MODEL_THREADS
     tag_key: str = DEFAULT_TAG_KEY
     tag_value: str = DEFAULT_TAG_VALUE
+    #: Status tag written on every decided object (fail-closed bucket policy); empty turns it off.
+    status_tag_key: str = DEFAULT_STATUS_TAG_KEY
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
@@ -196,6 +205,7 @@ class Settings:
         self._validate_monitoring()
         if not self.tag_key or not self.tag_value:
             raise ConfigurationError("PIPELINE_TAG_KEY and PIPELINE_TAG_VALUE must not be empty")
+        self._validate_status_tag()
         self._validate_ratelimit()
 
     def _validate_monitoring(self) -> None:
@@ -212,6 +222,19 @@ class Settings:
     def flower_credentials(self) -> list[str]:
         """The ``user:password`` pairs Flower checks, in order; empty without basic auth."""
         return [pair.strip() for pair in (self.flower_basic_auth or "").split(",") if pair.strip()]
+
+    def _validate_status_tag(self) -> None:
+        """The status tag must be a valid S3 tag key and must not collide with the block tag."""
+        key = self.status_tag_key
+        if not key:
+            return
+        if key == self.tag_key:
+            raise ConfigurationError("PIPELINE_STATUS_TAG_KEY must differ from PIPELINE_TAG_KEY")
+        if len(key) > MAX_TAG_KEY_LENGTH or key.lower().startswith("aws:") or not TAG_KEY_PATTERN.fullmatch(key):
+            raise ConfigurationError(
+                f"PIPELINE_STATUS_TAG_KEY must be an S3 tag key: at most {MAX_TAG_KEY_LENGTH} letters, digits, "
+                "spaces or + - = . _ : / @, not starting with aws:"
+            )
 
     def _validate_ratelimit(self) -> None:
         """The shared rate limit's numbers, and a Redis to keep it in whenever it is on."""

@@ -13,14 +13,15 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline import decision, outcomes
+from pipeline import decision, outcomes, tagplan
 from pipeline.awserrors import SUPERSEDED_CODE, translated_aws_errors
 from pipeline.detectors.base import Detection, ImageRef, Label
 from pipeline.errors import BucketNotAllowedError, ObjectGoneError, PipelineError
 from pipeline.monitoring import metrics
 from pipeline.objects import check_still_there
 from pipeline.runtime import Runtime
-from pipeline.tagging import ensure_tag
+from pipeline.review.decisions import APPROVED as REVIEW_APPROVED
+from pipeline.tagging import TagChange, apply_tags
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,63 @@ def _detect(rt: Runtime, image: ImageRef) -> Detection:
         raise
 
 
+#: Error code recorded when the fail-closed status tag had no free slot (S3's 10 tags).
+STATUS_TAG_NO_ROOM = "StatusTagNoRoom"
+#: Error code prefix recorded on a failed row whose ``failed`` status tag could not be written.
+STATUS_TAG_NOT_WRITTEN = "StatusTagNotWritten"
+
+
 def tag(rt: Runtime, result: Result) -> Result:
-    """Make sure a blocked image carries the block tag (merge-safe); others pass through."""
-    if result.get("outcome") != outcomes.BLOCKED or result.get("skipped"):
+    """Write the tags the outcome calls for, merge-safe, in one PutObjectTagging.
+
+    Blocked: the block tag (and the status tag, when PIPELINE_STATUS_TAG_KEY is set). Clean and
+    failed: the status tag only, when set. A version a moderator approved is never re-tagged (a
+    recheck chain enqueued before the approval). A status tag without a free slot is recorded
+    as ``StatusTagNoRoom``; the object then stays unserved under the fail-closed policy.
+    """
+    change = tagplan.for_outcome(rt.settings, result.get("outcome"))
+    if change is None or result.get("skipped"):
         return result
     check_bucket(rt, result["image"]["bucket"])
+    if moderator_approved(rt, result["work_id"]):
+        log.info("work %s was approved by a moderator; not re-tagged", result["work_id"])
+        return {**result, "skipped": True}
+    if result["outcome"] == outcomes.FAILED:
+        return _tag_failed(rt, result, change)
     started = time.perf_counter()
-    tags = ensure_tag(rt.s3, ImageRef.from_dict(result["image"]), rt.settings.tag_key, rt.settings.tag_value)
+    tags = apply_tags(rt.s3, ImageRef.from_dict(result["image"]), change)
     timings = {**result.get("timings", {}), "tag_ms": round((time.perf_counter() - started) * 1000, 3)}
-    return {**result, "tags": tags.tags, "tag_changed": tags.changed, "timings": timings}
+    tagged = {**result, "tags": tags.tags, "tag_changed": tags.changed, "timings": timings}
+    if tags.dropped:
+        log.warning("no free tag slot for %s on %s", ",".join(tags.dropped), result["work_id"])
+        tagged["error"] = {"code": STATUS_TAG_NO_ROOM, "message": f"no free tag slot for {','.join(tags.dropped)}"}
+    return tagged
+
+
+def moderator_approved(rt: Runtime, work_id: str) -> bool:
+    """True when a moderator's latest decision on this version is ``approved``."""
+    row = rt.store.get(work_id)
+    return row is not None and row.review == REVIEW_APPROVED
+
+
+def _tag_failed(rt: Runtime, result: Result, change: TagChange) -> Result:
+    """Best effort ``failed`` status: a gone object needs none; any other error is added to the row's code."""
+    try:
+        tags = apply_tags(rt.s3, ImageRef.from_dict(result["image"]), change)
+    except ObjectGoneError:
+        return result
+    except PipelineError as exc:
+        return _with_extra_error(result, f"{STATUS_TAG_NOT_WRITTEN}:{exc.error_code}")
+    if tags.dropped:
+        return _with_extra_error(result, STATUS_TAG_NO_ROOM)
+    return {**result, "tags": tags.tags, "tag_changed": tags.changed}
+
+
+def _with_extra_error(result: Result, code: str) -> Result:
+    """``result`` with ``code`` appended to its error code (``Earlier+code``)."""
+    error = result.get("error") or {}
+    earlier = error.get("code")
+    return {**result, "error": {**error, "code": f"{earlier}+{code}" if earlier else code}}
 
 
 def report(rt: Runtime, result: Result) -> Result:

@@ -7,7 +7,8 @@ read again every time; an earlier run is never assumed to have left them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.awserrors import translated_aws_errors
@@ -22,10 +23,26 @@ TagSet = list[dict[str, str]]
 
 @dataclass(frozen=True)
 class TagResult:
-    """What ``ensure_tag`` found and did."""
+    """What ``apply_tags`` found and did."""
 
     changed: bool
     tags: dict[str, str]
+    #: Optional tags left out because the object had no free slot for them (see TagChange).
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """What one PutObjectTagging should do: keys to set, keys to set when room is left, keys to remove.
+
+    ``required`` keys raise TagLimitError when S3's ten slots are full; ``if_room`` keys are then
+    left out and reported in ``TagResult.dropped`` (the fail-closed status tag: its absence only
+    keeps the object unserved, it must not stop the block tag being written).
+    """
+
+    required: Mapping[str, str] = field(default_factory=dict)
+    if_room: Mapping[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
 
 
 def merge_tag(existing: TagSet, key: str, value: str) -> TagSet | None:
@@ -33,22 +50,35 @@ def merge_tag(existing: TagSet, key: str, value: str) -> TagSet | None:
 
     Raises TagLimitError rather than dropping someone's tag to make room.
     """
-    current = {tag["Key"]: tag["Value"] for tag in existing}
-    if current.get(key) == value:
-        return None
-    if key not in current and len(current) >= MAX_TAGS:
-        raise TagLimitError(
-            f"object already has {len(current)} tags; adding {key} would exceed S3's limit of {MAX_TAGS}",
-        )
-    current[key] = value
-    return [{"Key": k, "Value": v} for k, v in current.items()]
+    return plan_tags(existing, TagChange(required={key: value}))[0]
 
 
 def remove_tag(existing: TagSet, key: str) -> TagSet | None:
     """The tag set without ``key``; None when it is not there."""
-    if all(tag["Key"] != key for tag in existing):
-        return None
-    return [tag for tag in existing if tag["Key"] != key]
+    return plan_tags(existing, TagChange(remove=(key,)))[0]
+
+
+def plan_tags(existing: TagSet, change: TagChange) -> tuple[TagSet | None, tuple[str, ...]]:
+    """(the tag set ``change`` leads to, or None when nothing changes; the ``if_room`` keys left out).
+
+    Removals happen first, so they free slots; other keys keep their order and values.
+    Raises TagLimitError when a ``required`` key has no slot, rather than drop someone's tag.
+    """
+    current = {tag["Key"]: tag["Value"] for tag in existing if tag["Key"] not in change.remove}
+    dropped: list[str] = []
+    for wanted, required in ((change.required, True), (change.if_room, False)):
+        for key, value in wanted.items():
+            if key not in current and len(current) >= MAX_TAGS:
+                if required:
+                    raise TagLimitError(
+                        f"object already has {len(current)} tags; adding {key} would exceed S3's limit of {MAX_TAGS}",
+                    )
+                dropped.append(key)
+                continue
+            current[key] = value
+    if current == _as_dict(existing):
+        return None, tuple(dropped)
+    return [{"Key": k, "Value": v} for k, v in current.items()], tuple(dropped)
 
 
 def read_tags(s3: Any, image: ImageRef) -> TagSet:
@@ -59,23 +89,26 @@ def read_tags(s3: Any, image: ImageRef) -> TagSet:
 
 def ensure_tag(s3: Any, image: ImageRef, key: str, value: str) -> TagResult:
     """Make sure the object version carries ``key=value``, keeping every other tag."""
-    _check_not_superseded(s3, image)
-    existing = read_tags(s3, image)
-    merged = merge_tag(existing, key, value)
-    if merged is None:
-        return TagResult(changed=False, tags=_as_dict(existing))
-    _put_tags(s3, image, merged)
-    return TagResult(changed=True, tags=_as_dict(merged))
+    return apply_tags(s3, image, TagChange(required={key: value}))
 
 
 def ensure_untagged(s3: Any, image: ImageRef, key: str) -> TagResult:
     """Make sure the object version does not carry ``key``, keeping every other tag."""
+    return apply_tags(s3, image, TagChange(remove=(key,)))
+
+
+def apply_tags(s3: Any, image: ImageRef, change: TagChange) -> TagResult:
+    """Apply ``change`` to the object version in one read and at most one PutObjectTagging.
+
+    Refuses (ObjectSuperseded) when an unversioned object's bytes are no longer the judged ones.
+    """
+    _check_not_superseded(s3, image)
     existing = read_tags(s3, image)
-    remaining = remove_tag(existing, key)
-    if remaining is None:
-        return TagResult(changed=False, tags=_as_dict(existing))
-    _put_tags(s3, image, remaining)
-    return TagResult(changed=True, tags=_as_dict(remaining))
+    planned, dropped = plan_tags(existing, change)
+    if planned is None:
+        return TagResult(changed=False, tags=_as_dict(existing), dropped=dropped)
+    _put_tags(s3, image, planned)
+    return TagResult(changed=True, tags=_as_dict(planned), dropped=dropped)
 
 
 def _put_tags(s3: Any, image: ImageRef, tags: TagSet) -> None:

@@ -21,6 +21,8 @@ WORK_ID_LENGTH = 64
 ERROR_CODE_LENGTH = 128
 #: S3 allows version ids of up to 1024 bytes.
 VERSION_ID_LENGTH = 1024
+#: Longest moderator name kept (``--by``).
+REVIEWER_LENGTH = 128
 
 #: Stable constraint names, so later migrations (and SQLite batch mode) can refer to them.
 NAMING_CONVENTION = {
@@ -84,11 +86,31 @@ images = sa.Table(
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("decided_at", UTCDateTime(), nullable=True),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The latest moderator decision on this version (``approved``/``rejected``); history in ``reviews``.
+    sa.Column("review", sa.String(16), nullable=True),
+    sa.Column("reviewed_by", sa.String(REVIEWER_LENGTH), nullable=True),
+    sa.Column("reviewed_at", UTCDateTime(), nullable=True),
     sa.CheckConstraint(sa.column("outcome").in_(OUTCOMES), name="outcome"),
     # The review listing: "blocked/failed, most recent first".
     sa.Index("ix_images_outcome_updated_at", "outcome", "updated_at"),
     # S3 deletes arrive as (bucket, key[, version]).
     sa.Index("ix_images_bucket_key", "bucket", "key"),
+)
+
+#: Every moderator decision, oldest first; the latest per ``work_id`` is copied onto ``images``.
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("work_id", sa.String(WORK_ID_LENGTH), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reviewer", sa.String(REVIEWER_LENGTH), nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("decided_at", UTCDateTime(), nullable=False),
+    # The version acted on, so the history says which bytes were judged.
+    sa.Column("version_id", sa.String(VERSION_ID_LENGTH), nullable=True),
+    sa.Column("etag", sa.String(128), nullable=True),
+    sa.Index("ix_reviews_work_id", "work_id"),
 )
 
 malformed_messages = sa.Table(
@@ -104,4 +126,4 @@ malformed_messages = sa.Table(
     sa.Column("body_sha256", sa.String(64), nullable=False),
 )
 
-__all__ = ["DELETED", "OUTCOMES", "PENDING", "SUPERSEDED", "UTCDateTime", "as_utc", "images", "malformed_messages", "metadata"]
+__all__ = ["DELETED", "OUTCOMES", "PENDING", "SUPERSEDED", "UTCDateTime", "as_utc", "images", "malformed_messages", "metadata", "reviews"]

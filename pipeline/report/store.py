@@ -26,15 +26,18 @@ from sqlalchemy.pool import StaticPool
 from pipeline.errors import RetryableError
 from pipeline.events import sequencer_order
 from pipeline.outcomes import FAILED
+from pipeline.review.decisions import DECISIONS
 from pipeline.report.schema import (
     DELETED,
     ERROR_CODE_LENGTH,
     OUTCOMES,
     PENDING,
+    REVIEWER_LENGTH,
     SUPERSEDED,
     as_utc,
     images,
     malformed_messages,
+    reviews,
 )
 
 #: Longest error message / malformed reason kept; the full text is in the worker's log.
@@ -92,6 +95,10 @@ class ImageRow:
     received_at: datetime
     decided_at: datetime | None
     updated_at: datetime
+    #: The latest moderator decision on this version (``approved``/``rejected``), who and when.
+    review: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> "ImageRow":
@@ -99,6 +106,25 @@ class ImageRow:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["labels"] = list(values["labels"] or [])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One moderator decision from the ``reviews`` history."""
+
+    id: int
+    work_id: str
+    decision: str
+    reviewer: str
+    note: str | None
+    decided_at: datetime
+    version_id: str | None
+    etag: str | None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> "ReviewRecord":
+        """Build from a result row's ``._mapping``."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -305,7 +331,8 @@ class ReportStore:
         Idempotent: repeating the same decision leaves the row as it is (``decided_at`` keeps the
         first time), so a task delivered twice changes nothing. A row whose object was deleted
         (or overwritten by a newer upload) while it was being judged stays ``deleted``
-        (``superseded``); the labels and error are still kept.
+        (``superseded``); the labels and error are still kept. A row a moderator has decided is
+        returned unchanged: their decision on this version wins over any later re-detection.
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
@@ -322,6 +349,8 @@ class ReportStore:
             current = self._select_one(conn, work_id, for_update=True)
             if current is None:
                 raise KeyError(work_id)
+            if current.review is not None:
+                return current
             if current.outcome in STICKY_OUTCOMES:
                 decision["outcome"] = current.outcome
             if _same_decision(current, decision) and current.decided_at is not None:
@@ -498,7 +527,8 @@ class ReportStore:
         and the others see None: a requeue is never run twice at once. The row must also be the
         object version named (a message cannot requeue another row under a forged work_id).
         The previous decision is cleared (a pending row has none); ``attempts`` keeps counting
-        detection attempts, so a requeued image shows every try it has had.
+        detection attempts, so a requeued image shows every try it has had. A row a moderator
+        has decided is never moved back (None).
         """
         now = _now()
         statement = (
@@ -509,6 +539,7 @@ class ReportStore:
                 images.c.key == key,
                 images.c.version_id.is_not_distinct_from(version_id),
                 images.c.outcome.in_(list(outcomes)),
+                images.c.review.is_(None),  # a moderator's decision is never judged again
             )
             .values(
                 outcome=PENDING, labels=[], detector=None, model_version=None, error_code=None,
@@ -547,6 +578,53 @@ class ReportStore:
                 statement = sa.select(images).where(images.c.bucket == bucket, images.c.key.in_(chunk))
                 rows += [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement.order_by(images.c.id))]
         return rows
+
+    # -- moderator review -----------------------------------------------------------------
+
+    def unreviewed(self, outcomes: Sequence[str], *, offset: int = 0, limit: int) -> list[ImageRow]:
+        """Rows in ``outcomes`` no moderator has decided, most recently updated first."""
+        statement = (
+            sa.select(images)
+            .where(images.c.outcome.in_(list(outcomes)), images.c.review.is_(None))
+            .order_by(images.c.updated_at.desc(), images.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [ImageRow.from_mapping(row._mapping) for row in conn.execute(statement)]
+
+    def record_review(self, work_id: str, *, decision: str, reviewer: str, note: str | None = None) -> ImageRow:
+        """Append a moderator decision to the history and make it the row's latest; raises KeyError if unknown.
+
+        Both writes are one transaction. The version acted on (version id, ETag) is copied from
+        the row, so the history names the bytes that were judged.
+        """
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        if not reviewer:
+            raise ValueError("a review needs a reviewer")
+        now = _now()
+        with self._write() as conn:
+            current = self._select_one(conn, work_id, for_update=True)
+            if current is None:
+                raise KeyError(work_id)
+            conn.execute(reviews.insert().values(
+                work_id=work_id, decision=decision, reviewer=_truncate(reviewer, REVIEWER_LENGTH), note=note,
+                decided_at=now, version_id=current.version_id, etag=current.etag,
+            ))
+            conn.execute(
+                images.update().where(images.c.work_id == work_id)
+                .values(review=decision, reviewed_by=_truncate(reviewer, REVIEWER_LENGTH), reviewed_at=now)
+            )
+            row = self._select_one(conn, work_id)
+        assert row is not None
+        return row
+
+    def review_history(self, work_id: str) -> list[ReviewRecord]:
+        """Every moderator decision on ``work_id``, oldest first."""
+        statement = sa.select(reviews).where(reviews.c.work_id == work_id).order_by(reviews.c.id)
+        with self._read() as conn:
+            return [ReviewRecord.from_mapping(row._mapping) for row in conn.execute(statement)]
 
     # -- malformed messages ---------------------------------------------------------------
 
@@ -641,9 +719,10 @@ def _selection_conditions(selection: RowSelection) -> list[sa.ColumnElement[bool
     """WHERE clauses for a :class:`RowSelection`."""
     conditions = _find_conditions(None, selection.bucket, selection.prefix, None, selection.since, selection.until)
     conditions.append(images.c.outcome.in_(list(selection.outcomes)))
+    conditions.append(images.c.review.is_(None))  # a moderator's decision is never judged again
     if selection.error_codes:
         conditions.append(images.c.error_code.in_(list(selection.error_codes)))
     return conditions
 
 
-__all__ = ["ImageRow", "ReportStore", "RowSelection", "is_memory_url", "make_engine"]
+__all__ = ["ImageRow", "ReportStore", "ReviewRecord", "RowSelection", "is_memory_url", "make_engine"]

@@ -78,14 +78,14 @@ def test_upgrade_from_empty_to_head(db_url: str) -> None:
     migrate.upgrade(db_url)
 
     # Then
-    assert migrate.current_revision(db_url) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(db_url) == migrate.head_revision() == "0003"
     assert {"images", "malformed_messages", "alembic_version"} <= table_names(db_url)
 
 
 def test_ensure_current_fails_before_upgrade_and_passes_after(db_url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         migrate.ensure_current(db_url)
-    assert str(info.value) == "report database at revision none, expected 0002: run `pipeline migrate`"
+    assert str(info.value) == "report database at revision none, expected 0003: run `pipeline migrate`"
 
     migrate.upgrade(db_url)
 

@@ -39,6 +39,7 @@ class Row:
     detector: str | None = None
     model_version: str | None = None
     labels: list[dict[str, Any]] = field(default_factory=list)
+    review: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,19 @@ def test_recheck_of_a_row_without_detector_details(app: Celery) -> None:
 def test_decided_rows_need_nothing(app: Celery, outcome: str, created: bool) -> None:
     row = Row(outcome, updated_at=NOW - timedelta(days=30))
     assert plan(app, row, created=created, stale_after=STALE_AFTER, now=NOW) is None
+
+
+@pytest.mark.parametrize("redelivered", [False, True])
+def test_a_duplicate_event_for_an_approved_version_enqueues_nothing(app: Celery, redelivered: bool) -> None:
+    # The moderator's decision wins: a recheck would put the block tag back.
+    row = Row(outcome="blocked", labels=LABELS, review="approved")
+    assert plan(app, row, created=False, stale_after=STALE_AFTER, redelivered=redelivered, now=NOW) is None
+
+
+def test_a_duplicate_event_for_a_rejected_version_rechecks_its_block_tag(app: Celery) -> None:
+    row = Row(outcome="blocked", labels=LABELS, review="rejected")
+    work = plan(app, row, created=False, stale_after=STALE_AFTER, now=NOW)
+    assert [task.name for task in work.tasks] == [TAG_TASK, REPORT_TASK]
 
 
 def test_build_chain_links_the_three_tasks(app: Celery) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import PermanentError, TagLimitError
-from pipeline.tagging import MAX_TAGS, merge_tag, remove_tag
+from pipeline.tagging import MAX_TAGS, TagChange, merge_tag, plan_tags, remove_tag
 
 KEY = "BlockedContent"
 
@@ -124,3 +124,54 @@ def test_remove_drops_only_our_key_keeping_order(existing, expected) -> None:
 def test_remove_returns_none_when_our_key_is_absent(existing) -> None:
     # S3 tag keys are case-sensitive: "blockedcontent" is someone else's tag.
     assert remove_tag(existing, KEY) is None
+
+
+# -- plan_tags: several keys in one PutObjectTagging ----------------------------------------------
+
+STATUS = "ModerationStatus"
+
+
+def test_plan_sets_required_and_optional_keys_after_the_owners_tags() -> None:
+    change = TagChange(required={KEY: "true"}, if_room={STATUS: "blocked"})
+
+    planned, dropped = plan_tags(tags(("team", "photos")), change)
+
+    assert planned == tags(("team", "photos"), (KEY, "true"), (STATUS, "blocked"))
+    assert dropped == ()
+
+
+def test_plan_updates_a_value_in_place_and_removes_first() -> None:
+    existing = tags((KEY, "true"), ("team", "photos"), (STATUS, "blocked"))
+
+    planned, dropped = plan_tags(existing, TagChange(remove=(KEY,), if_room={STATUS: "clean"}))
+
+    assert planned == tags(("team", "photos"), (STATUS, "clean"))
+    assert dropped == ()
+
+
+def test_plan_of_nothing_to_change_is_none() -> None:
+    existing = tags(("team", "photos"), (KEY, "true"), (STATUS, "blocked"))
+    assert plan_tags(existing, TagChange(required={KEY: "true"}, if_room={STATUS: "blocked"})) == (None, ())
+    assert plan_tags(existing, TagChange(remove=("absent",))) == (None, ())
+
+
+def test_plan_drops_an_optional_key_without_a_free_slot_but_keeps_the_required_one() -> None:
+    planned, dropped = plan_tags(owner_tags(9), TagChange(required={KEY: "true"}, if_room={STATUS: "blocked"}))
+
+    assert planned == owner_tags(9) + tags((KEY, "true"))
+    assert dropped == (STATUS,)
+    assert plan_tags(owner_tags(10), TagChange(if_room={STATUS: "clean"})) == (None, (STATUS,))
+
+
+def test_plan_raises_when_a_required_key_has_no_slot() -> None:
+    with pytest.raises(TagLimitError):
+        plan_tags(owner_tags(10), TagChange(required={KEY: "true"}))
+
+
+def test_a_removal_frees_the_slot_an_optional_key_needs() -> None:
+    existing = owner_tags(9) + tags((KEY, "true"))
+
+    planned, dropped = plan_tags(existing, TagChange(remove=(KEY,), if_room={STATUS: "clean"}))
+
+    assert planned == owner_tags(9) + tags((STATUS, "clean"))
+    assert dropped == ()
