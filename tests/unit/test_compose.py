@@ -179,6 +179,7 @@ def test_local_profile_runs_moto_5_creates_the_bucket_and_runs_setup(compose, do
     local = {name for name, svc in services.items() if "local" in svc.get("profiles", [])}
     assert local == {"moto", "bucket", "setup"}
     assert re.fullmatch(r"motoserver/moto:5\.\d+\.\d+", services["moto"]["image"])
+    assert interpolate(services["moto"]["ports"][0], {}) == "127.0.0.1:5000:5000"
     assert services["setup"]["command"] == ["setup"]
     assert services["setup"]["depends_on"] == {"bucket": {"condition": "service_completed_successfully"}}
     assert services["bucket"]["depends_on"] == {"moto": {"condition": "service_healthy"}}
