@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import dockerfile
@@ -99,3 +100,32 @@ def test_containers_listen_on_every_interface_and_keep_state_where_volumes_go():
     assert settings.metrics_address == settings.flower_address == "0.0.0.0"
     assert settings.state_dir == "/var/lib/pipeline"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"  # the root filesystem is read-only in Kubernetes
+
+
+def test_the_build_context_builds_the_whole_package(tmp_path):
+    # Given: only what .dockerignore lets into the build context (its `!` lines), as `docker build` sends it
+    context = tmp_path / "context"
+    allowed = [p[1:].rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines() if p.startswith("!")]
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in allowed:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=ignore)
+        else:
+            context.mkdir(exist_ok=True)
+            shutil.copy2(source, context / name)
+    # When: the Dockerfile's pip install builds it (here as a wheel, with this venv's setuptools, offline)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                             "-w", str(tmp_path / "dist"), str(context)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # Then: the code, the migrations and the `pipeline` command are all in it
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
+        assert "pipeline = pipeline.cli:main" in archive.read(entry_points).decode()
+    assert {"pipeline/cli.py", "bridge/poller.py", "pipeline/report/alembic.ini",
+            "pipeline/demo/known-bad-hashes.json"} <= names
+    migrations = {n for n in names if n.startswith("pipeline/report/migrations/versions/") and n.endswith(".py")}
+    in_repo = {str(p.relative_to(ROOT)) for p in (ROOT / "pipeline/report/migrations/versions").glob("*.py")}
+    assert migrations == in_repo and migrations
