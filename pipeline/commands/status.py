@@ -1,8 +1,8 @@
 """``pipeline status``: queue depths, workers online, the shared limiter, pending rows.
 
 The data comes from :mod:`pipeline.monitoring.snapshot` (the bridge's scrape-time gauges read
-the same functions). A part that cannot be reached is shown as unavailable with the reason and
-the exit code is 1; the command itself never fails with a traceback.
+the same functions). A part that cannot be reached, or one SQS queue that cannot be read, is shown
+as unavailable with the reason and the exit code is 1; the command itself never fails with a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import click
 from pipeline.commands.common import configure_logging, load_settings
 
 if TYPE_CHECKING:
-    from pipeline.monitoring.snapshot import Reading, Snapshot
+    from pipeline.monitoring.snapshot import QueueDepth, Reading, Snapshot
 
 
 @click.command()
@@ -39,7 +39,7 @@ def status(output: str) -> None:
         store.dispose()
         app.close()
     click.echo(json.dumps(snapshot_dict(snap), sort_keys=True) if output == "json" else "\n".join(table_lines(snap)))
-    if not all(reading.available for reading in snap.parts().values()):
+    if not snap.complete:
         sys.exit(1)
 
 
@@ -53,7 +53,7 @@ def _part_dict(name: str, reading: Reading[Any]) -> dict[str, Any]:
         return {"available": False, "reason": reading.error}
     value = reading.value
     if name in ("broker_queues", "sqs_queues"):
-        return {"available": True, "queues": {q.role: {"name": q.name, "depth": q.depth} for q in value}}
+        return {"available": True, "queues": {q.role: _queue_dict(q) for q in value}}
     if name == "workers":
         return {"available": True, "online": len(value), "names": value}
     if name == "limiter":
@@ -63,6 +63,12 @@ def _part_dict(name: str, reading: Reading[Any]) -> dict[str, Any]:
                 "current_rate": round(value.current_rate, 3), "last_throttle_age_seconds": _round(value.last_throttle_age),
                 "last_cut_age_seconds": _round(value.last_cut_age)}
     return {"available": True, "rows": value.rows, "oldest_age_seconds": _round(value.oldest_age)}
+
+
+def _queue_dict(queue: QueueDepth) -> dict[str, Any]:
+    if not queue.available:
+        return {"name": queue.name, "available": False, "reason": queue.error}
+    return {"name": queue.name, "depth": queue.depth}
 
 
 def table_lines(snap: Snapshot) -> list[str]:
@@ -79,7 +85,8 @@ def _part_rows(name: str, reading: Reading[Any]) -> list[tuple[str, str]]:
         return [("unavailable", str(reading.error))]
     part = _part_dict(name, reading)
     if name in ("broker_queues", "sqs_queues"):
-        return [(role, f"{q['depth']}  ({q['name']})") for role, q in part["queues"].items()]
+        return [(role, f"{q['depth']}  ({q['name']})" if "depth" in q else f"unavailable  ({q['name']}): {q['reason']}")
+                for role, q in part["queues"].items()]
     if name == "workers":
         return [("online", f"{part['online']}  {' '.join(part['names'])}".rstrip())]
     if name == "limiter":

@@ -3,7 +3,10 @@
 They describe shared state (the broker, SQS, the report database, the limiter in Redis), not
 one process: exported by every worker replica too, a ``sum`` across targets would multiply
 them. So only the bridge exports them; with more than one bridge use ``max`` across instances.
-A part that cannot be read is left out of that scrape and ``pipeline_status_up{part}`` is 0.
+A part that cannot be read is left out of that scrape and ``pipeline_status_up{part}`` is 0; an
+SQS queue that cannot be read on its own (no permission, gone) is left out of ``pipeline_queue_depth``
+and makes ``pipeline_status_up{part="sqs_queues"}`` 0, while the other queues keep their depths.
+Queue URLs are looked up once per process, not at every scrape.
 """
 
 from __future__ import annotations
@@ -26,18 +29,21 @@ class SnapshotCollector(Collector):
 
     def __init__(self, settings: Settings, *, app: Celery, sqs: Any, store: ReportStore,
                  limiter: RateLimiter | None) -> None:
-        self._settings, self._app, self._sqs, self._store, self._limiter = settings, app, sqs, store, limiter
+        self._settings, self._app, self._store, self._limiter = settings, app, store, limiter
+        self._queue_urls = snapshot.QueueUrls(sqs)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("pipeline_status_up", "1 when the part could be read at this scrape.", labels=["part"])
         depth = GaugeMetricFamily("pipeline_queue_depth", "Messages waiting, by queue role (detect, default: broker; "
                                   "events, dead_letter, review: SQS).", labels=["queue"])
         broker = snapshot.read(lambda: snapshot.broker_queues(self._app, self._settings))
-        sqs = snapshot.read(lambda: snapshot.sqs_queues(self._sqs, self._settings))
+        sqs = snapshot.sqs_queues(self._queue_urls, self._settings)
         for part, reading in (("broker_queues", broker), ("sqs_queues", sqs)):
-            up.add_metric([part], 1.0 if reading.available else 0.0)
-            for queue in reading.value or []:
-                depth.add_metric([queue.role], queue.depth)
+            queues = reading.value or []
+            up.add_metric([part], 1.0 if reading.available and all(q.available for q in queues) else 0.0)
+            for queue in queues:
+                if queue.depth is not None:
+                    depth.add_metric([queue.role], queue.depth)
         yield depth
         yield from self._pending(up)
         yield from self._limiter_gauges(up)

@@ -1,7 +1,8 @@
 """What ``pipeline status`` shows and the bridge exports as gauges: one reading per part.
 
 Each part is read on its own and never raises: a part that cannot be reached becomes a
-:class:`Reading` with the reason, so one dead service does not hide the others.
+:class:`Reading` with the reason, so one dead service does not hide the others. The SQS queues are
+read one by one too: a queue the role may not read (or that is gone) is unavailable on its own.
 """
 
 from __future__ import annotations
@@ -41,11 +42,35 @@ class Reading(Generic[T]):
 
 @dataclass(frozen=True)
 class QueueDepth:
-    """Messages waiting in one queue; ``role`` is the pipeline's name for it (detect, events, ...)."""
+    """Messages waiting in one queue; ``role`` is the pipeline's name for it (detect, events, ...).
+
+    ``depth`` is None, and ``error`` says why, when that one queue could not be read.
+    """
 
     role: str
     name: str
-    depth: int
+    depth: int | None
+    error: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+
+class QueueUrls:
+    """SQS queue URLs by name, each looked up (GetQueueUrl) once per process; a failed lookup is retried."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs = sqs
+        self._urls: dict[str, str] = {}
+
+    def url(self, name: str) -> str:
+        """The URL of queue ``name`` (a URL is returned as it is)."""
+        from pipeline import aws
+
+        if name not in self._urls:
+            self._urls[name] = aws.queue_url(self.sqs, name)
+        return self._urls[name]
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,12 @@ class Snapshot:
         return {"broker_queues": self.broker_queues, "sqs_queues": self.sqs_queues, "workers": self.workers,
                 "limiter": self.limiter, "pending": self.pending}
 
+    @property
+    def complete(self) -> bool:
+        """True when every part, and every queue of the SQS part, could be read."""
+        return (all(reading.available for reading in self.parts().values())
+                and all(queue.available for queue in self.sqs_queues.value or []))
+
 
 def read(part: Callable[[], T]) -> Reading[T]:
     """Run one part's reader; any failure becomes the reading's reason."""
@@ -88,14 +119,25 @@ def broker_queues(app: Celery, settings: Settings) -> list[QueueDepth]:
     return [QueueDepth(role, name, depths[name]) for role, name in roles.items()]
 
 
-def sqs_queues(sqs: Any, settings: Settings) -> list[QueueDepth]:
-    """ApproximateNumberOfMessages of the events, dead-letter and review queues."""
-    from pipeline import aws
-    from pipeline.requeue.dlq import queue_depth
+def sqs_queues(urls: QueueUrls, settings: Settings) -> Reading[list[QueueDepth]]:
+    """ApproximateNumberOfMessages of the events, dead-letter and review queues, each read on its own.
 
+    Unavailable as a whole only when no queue could be read (SQS unreachable, no permission at all).
+    """
     roles = {"events": settings.events_queue, "dead_letter": settings.dead_letter_queue,
              "review": settings.review_queue}
-    return [QueueDepth(role, name, queue_depth(sqs, aws.queue_url(sqs, name))) for role, name in roles.items()]
+    depths = [sqs_queue(urls, role, name) for role, name in roles.items()]
+    if not any(queue.available for queue in depths):
+        return Reading(error=depths[0].error)
+    return Reading(value=depths)
+
+
+def sqs_queue(urls: QueueUrls, role: str, name: str) -> QueueDepth:
+    """One SQS queue's depth, or why it could not be read."""
+    from pipeline.requeue.dlq import queue_depth
+
+    reading = read(lambda: queue_depth(urls.sqs, urls.url(name)))
+    return QueueDepth(role, name, reading.value, reading.error)
 
 
 def workers_online(app: Celery, timeout: float = PING_TIMEOUT_SECONDS) -> list[str]:
@@ -126,5 +168,5 @@ def gather(settings: Settings, *, app: Celery, sqs: Any, store: ReportStore) -> 
     broker = read(lambda: broker_queues(app, settings))
     workers: Reading[list[str]] = (read(lambda: workers_online(app)) if broker.available
                                    else Reading(error=f"broker unreachable ({broker.error})"))
-    return Snapshot(broker_queues=broker, sqs_queues=read(lambda: sqs_queues(sqs, settings)), workers=workers,
+    return Snapshot(broker_queues=broker, sqs_queues=sqs_queues(QueueUrls(sqs), settings), workers=workers,
                     limiter=read(lambda: limiter(shared_limiter(settings))), pending=read(lambda: pending(store)))

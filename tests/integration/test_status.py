@@ -91,3 +91,18 @@ def test_unreachable_parts_are_shown_with_the_reason_and_exit_1(pipeline_env):
     assert status["pending"] == {"available": True, "rows": 0, "oldest_age_seconds": None}
     assert "Traceback" not in done.stderr and "s3cret" not in done.stdout + done.stderr
 
+
+
+def test_one_unreadable_queue_is_shown_on_its_own_and_exits_1(pipeline_env):
+    # Given: a review queue that does not exist (as one the role may not read looks to status)
+    env = {**pipeline_env, "PIPELINE_REVIEW_QUEUE": pipeline_env["PIPELINE_REVIEW_QUEUE"] + "-missing"}
+    # When
+    done = run_status(env, "--format", "json")
+    table = run_status(env)
+    # Then
+    assert done.returncode == table.returncode == 1, done.stderr
+    queues = json.loads(done.stdout)["sqs_queues"]["queues"]
+    assert (queues["events"]["depth"], queues["dead_letter"]["depth"]) == (0, 0)
+    assert queues["review"]["available"] is False and "NonExistentQueue" in queues["review"]["reason"]
+    review = next(line for line in table.stdout.splitlines() if line.split()[:2] == ["sqs_queues", "review"])
+    assert review.split()[2] == "unavailable" and "NonExistentQueue" in review

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.settings import DEFAULT_TAG_KEY, DEFAULT_TAG_VALUE
+from pipeline.monitoring.snapshot import QueueUrls, sqs_queues
+from pipeline.settings import DEFAULT_TAG_KEY, DEFAULT_TAG_VALUE, Settings
 from pipeline.tagplan import STATUS_CLEAN
 
 with warnings.catch_warnings():  # parliament imports pkg_resources, which warns that it is deprecated
@@ -125,14 +126,37 @@ def test_worker_may_read_and_tag_uploads_detect_and_notify_moderators() -> None:
     assert all(s["Effect"] == "Allow" for s in worker.values())
 
 
-def test_bridge_may_consume_events_and_dead_letter() -> None:
+def test_bridge_may_consume_events_and_dead_letter_and_read_every_queue_depth() -> None:
     bridge = statements("iam/bridge.json")
     assert {sid: (actions(s), s["Resource"]) for sid, s in bridge.items()} == {
         "ConsumeObjectEvents": ({"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
                                 SQS + "moderation-events"),
         "DeadLetterMalformedMessages": ({"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
                                         SQS + "moderation-events-dlq"),
+        # The bridge's /metrics reads every SQS queue's depth (pipeline.monitoring.snapshot.sqs_queues).
+        "ReadReviewQueueDepth": ({"sqs:GetQueueUrl", "sqs:GetQueueAttributes"}, SQS + "moderation-review"),
     }
+
+
+def test_bridge_may_read_the_depth_of_every_queue_its_metrics_export() -> None:
+    # Given: the queues pipeline.monitoring.snapshot.sqs_queues reads, under the example names
+    settings = Settings().replace(events_queue="moderation-events", dead_letter_queue="moderation-events-dlq",
+                                  review_queue="moderation-review")
+    read: list[str] = []
+
+    class Recording:  # records the lookups; the depth reads need no AWS here
+        def get_queue_url(self, QueueName: str) -> dict[str, str]:  # noqa: N803 (boto3's keyword)
+            read.append(QueueName)
+            return {"QueueUrl": f"https://sqs.eu-west-1.amazonaws.com/123456789012/{QueueName}"}
+
+        def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict:  # noqa: N803
+            return {"Attributes": {"ApproximateNumberOfMessages": "0"}}
+
+    sqs_queues(QueueUrls(Recording()), settings)
+    # Then: the bridge's role may look up and read each of them
+    allowed = {s["Resource"] for s in statements("iam/bridge.json").values()
+               if {"sqs:GetQueueUrl", "sqs:GetQueueAttributes"} <= actions(s)}
+    assert {SQS + name for name in read} == allowed and len(read) == 3
 
 
 def test_operator_may_set_up_backfill_requeue_and_review() -> None:
