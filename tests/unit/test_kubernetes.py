@@ -7,7 +7,7 @@ schemas it bundles; KEDA's custom resources, which it has no schema for, are che
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
 import pytest
@@ -29,6 +29,13 @@ from tests.deployment import (
 )
 
 KEDA_API = "keda.sh/v1alpha1"
+#: The redis (lists) scaler's trigger metadata, from KEDA's docs (keda.sh/docs/scalers/redis-lists/,
+#: "Parameter list"); hosts, ports and addresses are the cluster and sentinel variants' spellings.
+KEDA_REDIS_METADATA = {
+    "address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv", "hosts", "ports", "addresses",
+    "username", "usernameFromEnv", "passwordFromEnv", "listName", "listLength", "activationListLength",
+    "databaseIndex", "enableTLS", "unsafeSsl",
+}
 STATE_DIR = "/var/lib/pipeline"
 #: The Dockerfile's USER.
 IMAGE_UID = 10001
@@ -119,7 +126,8 @@ def test_every_pipeline_variable_is_a_real_setting():
 
 def test_configmap_and_secret_make_valid_settings(settings):
     assert settings.detectors == ("rekognition",)
-    assert settings.broker_url.startswith("redis://") and settings.database_url.startswith("postgresql+psycopg://")
+    assert urlsplit(settings.broker_url).scheme in ("redis", "rediss")
+    assert settings.database_url.startswith("postgresql+psycopg://")
     assert settings.state_dir == STATE_DIR and settings.metrics_address == "0.0.0.0"
 
 
@@ -221,6 +229,22 @@ def test_keda_scales_the_worker_deployment_on_the_detect_queue(objects, settings
     assert metadata["address"] == f"{broker.hostname}:{broker.port}"
     assert metadata["databaseIndex"] == broker.path.lstrip("/")
     assert trigger["authenticationRef"] == {"name": "pipeline-redis"}
+
+
+def test_keda_speaks_tls_exactly_when_the_broker_url_does(objects, settings):
+    (trigger,) = objects["ScaledObject", "pipeline-worker"]["spec"]["triggers"]
+    tls = {"rediss": "true", "redis": "false"}[urlsplit(settings.broker_url).scheme]
+    assert trigger["metadata"].get("enableTLS", "false") == tls
+    assert tls == "true"  # the example is ElastiCache's: AUTH needs TLS
+    # ... with the certificate checked: kombu's Redis transport would skip the check without it
+    assert parse_qs(urlsplit(settings.broker_url).query) == {"ssl_cert_reqs": ["required"]}
+
+
+def test_keda_trigger_names_only_documented_metadata(objects):
+    (trigger,) = objects["ScaledObject", "pipeline-worker"]["spec"]["triggers"]
+    unknown = set(trigger["metadata"]) - KEDA_REDIS_METADATA
+    assert not unknown, f"keda.yaml: the redis scaler does not read {sorted(unknown)} (a misspelt key is ignored)"
+    assert {"listName", "listLength"} <= set(trigger["metadata"])  # the scaler's required keys
 
 
 def test_keda_reads_the_redis_password_from_the_pipeline_secret(objects):
