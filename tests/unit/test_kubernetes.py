@@ -189,6 +189,14 @@ def test_disruption_budgets_cover_workers_and_bridges(objects):
     assert objects["Deployment", "pipeline-bridge"]["spec"]["replicas"] > bridge["minAvailable"]
 
 
+def test_unready_pods_never_block_a_node_drain(objects):
+    # A broker outage makes every worker and bridge unready: with the default policy (IfHealthyBudget)
+    # the budgets would then refuse every eviction.
+    budgets = {name: obj["spec"] for (kind, name), obj in objects.items() if kind == "PodDisruptionBudget"}
+    assert {name: spec.get("unhealthyPodEvictionPolicy") for name, spec in budgets.items()} == {
+        "pipeline-worker": "AlwaysAllow", "pipeline-bridge": "AlwaysAllow"}
+
+
 def test_worker_and_bridge_roles_come_from_irsa(objects):
     for name in ("pipeline-worker", "pipeline-bridge"):
         account = objects["ServiceAccount", name]
