@@ -96,7 +96,7 @@ def test_every_manifest_passes_strict_validation():
                 continue  # no schema bundled for KEDA's custom resources: test_keda_* check them
             kubernetes_validate.validate(doc, version, strict=True)
             checked += 1
-    assert checked == 14
+    assert checked == 17
 
 
 def test_a_misspelt_field_fails_strict_validation(objects):
@@ -195,6 +195,36 @@ def test_unready_pods_never_block_a_node_drain(objects):
     budgets = {name: obj["spec"] for (kind, name), obj in objects.items() if kind == "PodDisruptionBudget"}
     assert {name: spec.get("unhealthyPodEvictionPolicy") for name, spec in budgets.items()} == {
         "pipeline-worker": "AlwaysAllow", "pipeline-bridge": "AlwaysAllow"}
+
+
+def ingress_ports(policy: dict) -> set[int]:
+    return {port["port"] for rule in policy["spec"].get("ingress", []) for port in rule["ports"]}
+
+
+def container_ports(objects, deployment: str) -> set[int]:
+    return {port["containerPort"] for port in container(objects, deployment).get("ports", [])}
+
+
+def test_network_policies_let_only_the_monitoring_namespace_in_and_only_to_served_ports(objects, settings):
+    policies = {name: obj for (kind, name), obj in objects.items() if kind == "NetworkPolicy"}
+    deployments = [name for kind, name in objects if kind == "Deployment"]
+    # Every pipeline pod is isolated for ingress: the namespace-wide policy has no rule at all
+    deny = policies.pop("pipeline-deny-ingress")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    # Each other policy: from the monitoring namespace only, to exactly the ports its pods serve
+    reached = {}
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"], name
+        for rule in spec["ingress"]:
+            assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            assert {port["protocol"] for port in rule["ports"]} == {"TCP"}, name
+        for deployment in deployments:
+            if selects(spec["podSelector"]["matchLabels"], pod_labels(objects, deployment)):
+                assert ingress_ports(policy) == container_ports(objects, deployment), f"{name} -> {deployment}"
+                reached[deployment] = ingress_ports(policy)
+    assert reached == {"pipeline-worker": {settings.metrics_port}, "pipeline-bridge": {settings.metrics_port},
+                       "pipeline-flower": {settings.flower_port}}
 
 
 def test_worker_and_bridge_roles_come_from_irsa(objects):
