@@ -132,8 +132,25 @@ def image_environment() -> dict[str, str]:
 
 
 def container_environment(service: dict[str, Any], dotenv: dict[str, str]) -> dict[str, str]:
-    """What a pipeline container of docker-compose.yml sees: the image's ENV, then .env, then environment."""
+    """What a pipeline container of docker-compose.yml sees: the image's ENV, then its ``environment``
+    filled from .env (no service reads .env whole: ``env_file`` is not used)."""
+    assert "env_file" not in service, "env_file would hand the container every secret in it"
     env = {k: v for k, v in image_environment().items() if k.startswith("PIPELINE_")}
-    env.update(dotenv)
     env.update({key: interpolate(str(value), dotenv) for key, value in service.get("environment", {}).items()})
     return env
+
+
+def pod_environment(container: dict[str, Any], config: dict[str, str], secret: dict[str, str]) -> dict[str, str]:
+    """What a Kubernetes container sees: its ConfigMaps (``envFrom``), then its ``env`` (a Secret's keys)."""
+    assert all("configMapRef" in source for source in container.get("envFrom", [])), "envFrom a Secret: every key"
+    env = dict(config)
+    for variable in container.get("env", []):
+        ref = variable["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "pipeline-secrets", variable
+        env[variable["name"]] = secret[ref["key"]]
+    return env
+
+
+def secret_keys(container: dict[str, Any]) -> set[str]:
+    """The keys of a Secret a Kubernetes container reads."""
+    return {v["name"] for v in container.get("env", []) if "secretKeyRef" in v.get("valueFrom", {})}

@@ -34,6 +34,18 @@ from tests.deployment import (
 PIPELINE_IMAGE = "s3-moderation-pipeline"
 #: The entry points a deployment runs (contract between the parts of issue 5).
 DEPLOYED_COMMANDS = {"worker", "bridge", "flower", "beat", "migrate", "setup"}
+BROKER, DATABASE, FLOWER_AUTH = "PIPELINE_BROKER_URL", "PIPELINE_DATABASE_URL", "PIPELINE_FLOWER_BASIC_AUTH"
+AWS_KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+SECRETS = {BROKER, DATABASE, FLOWER_AUTH, "POSTGRES_PASSWORD", *AWS_KEYS}
+#: The secrets each pipeline process reads (beat only sends the sweeper task; the workers run it).
+SECRETS_BY_SERVICE = {
+    "worker": {BROKER, DATABASE, *AWS_KEYS},
+    "bridge": {BROKER, DATABASE, *AWS_KEYS},
+    "beat": {BROKER},
+    "flower": {BROKER, FLOWER_AUTH},
+    "migrate": {DATABASE},
+    "setup": AWS_KEYS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +97,30 @@ def test_every_pipeline_variable_is_a_real_setting():
 
 def test_every_pipeline_container_gets_valid_settings_pointing_at_the_stack(compose, dotenv):
     for name, service in pipeline_services(compose).items():
-        settings = Settings.from_env(container_environment(service, dotenv))
-        assert settings.broker_url == "redis://redis:6379/0", name
-        assert settings.database_url == "postgresql+psycopg://pipeline:change-me@postgres:5432/pipeline", name
+        env = container_environment(service, dotenv)
+        settings = Settings.from_env(env)
+        if BROKER in env:
+            assert settings.broker_url == "redis://redis:6379/0", name
+        if DATABASE in env:
+            assert settings.database_url == "postgresql+psycopg://pipeline:change-me@postgres:5432/pipeline", name
         assert settings.state_dir == "/var/lib/pipeline", name
+        assert (settings.bucket, settings.events_queue) == (dotenv["PIPELINE_BUCKET"], dotenv["PIPELINE_EVENTS_QUEUE"]), name
+
+
+def test_each_container_gets_only_the_secrets_its_process_reads(compose, dotenv):
+    received = {name: {key for key, value in container_environment(service, dotenv).items() if key in SECRETS and value}
+                for name, service in compose["services"].items() if name in SECRETS_BY_SERVICE}
+    assert received == SECRETS_BY_SERVICE
+    assert set(pipeline_services(compose)) == set(SECRETS_BY_SERVICE)
+    assert not [name for name, service in compose["services"].items() if "env_file" in service]
+
+
+def test_every_setting_in_the_example_reaches_the_containers(compose, dotenv):
+    # No env_file: a setting in .env that docker-compose.yml does not name would be dropped silently.
+    common = compose["x-pipeline-environment"]
+    settings = {key for key in dotenv if key.startswith(("PIPELINE_", "AWS_"))} - SECRETS
+    assert settings <= set(common), sorted(settings - set(common))
+    assert {key: common[key] for key in settings} == {key: f"${{{key}:-}}" for key in settings}
 
 
 def test_worker_and_bridge_healthchecks_ask_healthz_on_the_metrics_port(compose, dotenv):

@@ -24,7 +24,9 @@ from tests.deployment import (
     longest_task_seconds,
     option_value,
     pipeline_variables,
+    pod_environment,
     read_env_file,
+    secret_keys,
     worker_cap,
 )
 
@@ -40,6 +42,16 @@ STATE_DIR = "/var/lib/pipeline"
 #: The Dockerfile's USER.
 IMAGE_UID = 10001
 DEPLOYED_COMMANDS = {"worker", "bridge", "flower", "beat", "migrate"}
+BROKER, DATABASE, FLOWER_AUTH = "PIPELINE_BROKER_URL", "PIPELINE_DATABASE_URL", "PIPELINE_FLOWER_BASIC_AUTH"
+#: The secrets each process reads. Beat only sends the sweeper task (the workers run it), so it
+#: needs no database; KEDA reads REDIS_PASSWORD from the Secret itself.
+SECRETS_BY_POD = {
+    "pipeline-worker": {BROKER, DATABASE},
+    "pipeline-bridge": {BROKER, DATABASE},
+    "pipeline-beat": {BROKER},
+    "pipeline-flower": {BROKER, FLOWER_AUTH},
+    "pipeline-migrate": {DATABASE},
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +61,9 @@ def objects() -> dict:
 
 @pytest.fixture(scope="module")
 def environment(objects) -> dict[str, str]:
-    """What every pipeline container gets: the ConfigMap, then the Secret made from the example."""
-    return {**objects["ConfigMap", "pipeline-settings"]["data"], **read_env_file(KUBERNETES_DIR / "secrets.env.example")}
+    """What the worker container gets: the ConfigMap, then its keys of the Secret made from the example."""
+    return pod_environment(container(objects, "pipeline-worker"), objects["ConfigMap", "pipeline-settings"]["data"],
+                           read_env_file(KUBERNETES_DIR / "secrets.env.example"))
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +135,27 @@ def test_every_pipeline_variable_is_a_real_setting():
     for path in KUBERNETES_DIR.iterdir():
         unknown = pipeline_variables(path.read_text(encoding="utf-8")) - known_variables()
         assert not unknown, f"{path.name} names variables pipeline.settings does not read: {sorted(unknown)}"
+
+
+def test_each_container_gets_only_the_secrets_its_process_reads(objects):
+    secret = read_env_file(KUBERNETES_DIR / "secrets.env.example")
+    assert set(secret) == {BROKER, DATABASE, FLOWER_AUTH, "REDIS_PASSWORD"}
+    specs = pod_specs(objects)
+    assert {name: secret_keys(c) for name, spec in specs.items() for c in spec["containers"]} == SECRETS_BY_POD
+    config = objects["ConfigMap", "pipeline-settings"]["data"]
+    for name, spec in specs.items():
+        for c in spec["containers"]:
+            env = pod_environment(c, config, secret)
+            Settings.from_env(env)  # each process's settings are valid with only its own secrets
+            assert not {key for key in env if key in secret} - SECRETS_BY_POD[name], name
+
+
+def test_the_configmap_holds_no_secret(objects):
+    config = objects["ConfigMap", "pipeline-settings"]["data"]
+    secret = read_env_file(KUBERNETES_DIR / "secrets.env.example")
+    assert not set(config) & set(secret)
+    assert not [key for key in config if re.search(r"PASSWORD|SECRET|TOKEN|BASIC_AUTH|BROKER_URL|DATABASE_URL|RATELIMIT_URL", key)]
+    assert not [value for value in config.values() if "change-me" in value or re.search(r"://[^/]*@", value)]
 
 
 def test_configmap_and_secret_make_valid_settings(settings):
