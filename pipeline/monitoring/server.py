@@ -60,10 +60,11 @@ def serve(address: str, port: int, registry: CollectorRegistry, healthy: Callabl
     return Endpoint(server, thread)
 
 
-def serve_worker(settings: Settings) -> Endpoint | None:
+def serve_worker(settings: Settings, liveness: Liveness | None = None) -> Endpoint | None:
     """The worker's endpoint: every pool process's metrics; healthy while Celery heartbeats are recent.
 
     Call after :func:`pipeline.monitoring.multiprocess.prepare` and before the pool forks.
+    ``liveness`` (tests: one with their own clock) defaults to one of WORKER_MAX_AGE_SECONDS.
     """
     if settings.metrics_port == 0:
         return None
@@ -72,7 +73,7 @@ def serve_worker(settings: Settings) -> Endpoint | None:
 
     from pipeline.monitoring.multiprocess import directory, mark_process_dead
 
-    liveness = Liveness(WORKER_MAX_AGE_SECONDS)
+    liveness = liveness or Liveness(WORKER_MAX_AGE_SECONDS)
     signals.worker_ready.connect(liveness.beat, weak=False)
     signals.heartbeat_sent.connect(liveness.beat, weak=False)
     signals.worker_process_shutdown.connect(mark_process_dead, weak=False)
