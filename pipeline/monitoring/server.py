@@ -73,7 +73,7 @@ def serve_worker(settings: Settings, liveness: Liveness | None = None) -> Endpoi
 
     from pipeline.monitoring.multiprocess import directory, mark_process_dead
 
-    liveness = liveness or Liveness(WORKER_MAX_AGE_SECONDS)
+    liveness = Liveness(WORKER_MAX_AGE_SECONDS) if liveness is None else liveness
     signals.worker_ready.connect(liveness.beat, weak=False)
     signals.heartbeat_sent.connect(liveness.beat, weak=False)
     signals.worker_process_shutdown.connect(mark_process_dead, weak=False)

@@ -31,6 +31,8 @@ pytestmark = pytest.mark.e2e
 
 CLEAN, EXPLICIT_IMAGES, VIOLENT_IMAGES = 6, 2, 2
 IMAGES = CLEAN + EXPLICIT_IMAGES + VIOLENT_IMAGES + 1
+#: Shared state that only the bridge's /metrics exports (pipeline.monitoring.collector).
+BRIDGE_ONLY_GAUGES = {"pipeline_queue_depth", "pipeline_pending_rows", "pipeline_oldest_pending_age_seconds"}
 #: Each call takes this long in the stand-in, so both pool processes get work.
 STANDIN_LATENCY_SECONDS = 0.3
 
@@ -120,6 +122,9 @@ def test_worker_metrics_add_up_every_pool_process(run):
     assert metrics[("pipeline_rekognition_calls_total", ())] == calls
     assert metrics[("pipeline_rekognition_throttles_total", ())] == 1.0
     assert metrics[("pipeline_ratelimit_wait_seconds_count", ())] == calls  # every call took a slot first
+    # ... and none of the bridge's scrape-time gauges: each worker replica would export the same shared
+    # state again, and a sum across targets would multiply it
+    assert not {name for name, _ in metrics} & BRIDGE_ONLY_GAUGES
 
 
 def test_bridge_metrics_count_every_event_and_read_the_queues(run):
@@ -127,6 +132,7 @@ def test_bridge_metrics_count_every_event_and_read_the_queues(run):
     assert metrics[("pipeline_bridge_lag_seconds_count", ())] == IMAGES
     assert metrics[("pipeline_bridge_lag_seconds_bucket", (("le", "+Inf"),))] == IMAGES
     assert metrics[("pipeline_pending_rows", ())] == 0
+    assert BRIDGE_ONLY_GAUGES <= {name for name, _ in metrics}  # the worker's check above looks for real names
     depths = {labels[0][1]: value for (name, labels), value in metrics.items() if name == "pipeline_queue_depth"}
     assert depths == {"detect": 0, "default": 0, "events": 0, "dead_letter": 0, "review": 4}
     assert {labels[0][1]: value for (name, labels), value in metrics.items() if name == "pipeline_status_up"} == {
