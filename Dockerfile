@@ -50,8 +50,9 @@ WORKDIR /var/lib/pipeline
 USER 10001:10001
 EXPOSE 9808 5555
 # The worker's and the bridge's /healthz (slim has no curl: python's urllib; an HTTP 503 raises).
-# Compose and Kubernetes give flower, beat and the one-shot commands their own checks.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+# Compose and Kubernetes give flower, beat and the one-shot commands their own checks. 4 x 30 s is
+# longer than the bridge's 90 s /healthz max age.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=4 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PIPELINE_METRICS_PORT', '9808'), timeout=4)"]
 ENTRYPOINT ["pipeline"]
 CMD ["worker"]

@@ -26,6 +26,12 @@ KUBERNETES_DIR = ROOT / "deploy" / "kubernetes"
 #: read and write, a database write and an SQS send: each well under a second when AWS answers).
 TAG_AND_REPORT_SECONDS = 10
 
+#: How long a worker or a bridge may take from start to its first healthy /healthz: imports, the
+#: schema check and the broker connection (README: "Probes"). Startup budgets must cover it.
+START_UP_ALLOWANCE_SECONDS = 60
+#: The shortest probe timeout: a Python /healthz under load can take longer than Kubernetes' default 1 s.
+MIN_PROBE_TIMEOUT_SECONDS = 2
+
 _VARIABLE = re.compile(r"\bPIPELINE_[A-Z0-9_]+\b")
 
 

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from celery.beat import Scheduler
 
+from pipeline.monitoring.liveness import BRIDGE_MAX_AGE_SECONDS, WORKER_MAX_AGE_SECONDS
 from pipeline.settings import Settings
 from tests.deployment import (
     COMPOSE_FILE,
+    MIN_PROBE_TIMEOUT_SECONDS,
+    START_UP_ALLOWANCE_SECONDS,
     DOCKERFILE,
     ENV_EXAMPLE,
     ROOT,
@@ -140,6 +143,25 @@ def test_flower_healthcheck_and_port_are_flowers_own(compose, dotenv):
     (published,) = flower["ports"]
     assert interpolate(published, dotenv) == f"127.0.0.1:5555:{settings.flower_port}"
     assert settings.flower_basic_auth == dotenv["PIPELINE_FLOWER_BASIC_AUTH"]
+
+
+@pytest.mark.parametrize("name, max_age", [("worker", WORKER_MAX_AGE_SECONDS), ("bridge", BRIDGE_MAX_AGE_SECONDS)])
+def test_healthcheck_timing_leaves_room_for_start_up_and_the_healthz_max_age(compose, name, max_age):
+    check = compose["services"][name]["healthcheck"]
+    assert duration_seconds(check["start_period"]) >= START_UP_ALLOWANCE_SECONDS
+    assert duration_seconds(check["interval"]) * check["retries"] > max_age
+
+
+def test_every_healthcheck_allows_a_slow_answer_and_gives_up_before_docker_does(compose):
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck", {})
+        if "test" not in check:
+            continue
+        timeout = duration_seconds(check["timeout"])
+        assert timeout >= MIN_PROBE_TIMEOUT_SECONDS, name
+        # The check's own HTTP timeout ends first, so a slow answer fails cleanly rather than being killed.
+        for own in re.findall(r"timeout=(\d+)", " ".join(check["test"])):
+            assert int(own) < timeout, name
 
 
 def test_every_service_has_a_healthcheck_and_waits_on_the_right_condition(compose):

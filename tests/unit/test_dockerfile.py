@@ -13,8 +13,19 @@ from pathlib import Path
 import dockerfile
 import pytest
 
+from pipeline.monitoring.liveness import BRIDGE_MAX_AGE_SECONDS, WORKER_MAX_AGE_SECONDS
 from pipeline.settings import Settings
-from tests.deployment import DOCKERFILE, ENV_EXAMPLE, ROOT, cli_commands, image_environment, read_env_file
+from tests.deployment import (
+    DOCKERFILE,
+    ENV_EXAMPLE,
+    MIN_PROBE_TIMEOUT_SECONDS,
+    ROOT,
+    START_UP_ALLOWANCE_SECONDS,
+    cli_commands,
+    duration_seconds,
+    image_environment,
+    read_env_file,
+)
 
 #: Names that would put a secret into an image layer or its history.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|AUTH|ACCESS_KEY|BROKER_URL|DATABASE_URL", re.I)
@@ -92,6 +103,15 @@ def test_healthcheck_asks_healthz_on_the_default_metrics_port(commands):
     assert "/healthz" in script and "urllib.request" in script
     (default,) = re.findall(r"'PIPELINE_METRICS_PORT', '(\d+)'", script)
     assert int(default) == Settings().metrics_port
+
+
+def test_healthcheck_timing_covers_start_up_and_the_longest_healthz_max_age(commands):
+    healthcheck = only(final_stage(commands), "HEALTHCHECK")
+    options = dict(re.findall(r"--([a-z-]+)=(\w+)", healthcheck.original))
+    assert duration_seconds(options["start-period"]) >= START_UP_ALLOWANCE_SECONDS
+    assert duration_seconds(options["interval"]) * int(options["retries"]) > max(WORKER_MAX_AGE_SECONDS,
+                                                                                 BRIDGE_MAX_AGE_SECONDS)
+    assert duration_seconds(options["timeout"]) >= MIN_PROBE_TIMEOUT_SECONDS
 
 
 def test_containers_listen_on_every_interface_and_keep_state_where_volumes_go():

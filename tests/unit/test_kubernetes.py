@@ -13,9 +13,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from pipeline.monitoring.liveness import BRIDGE_MAX_AGE_SECONDS, WORKER_MAX_AGE_SECONDS
 from pipeline.settings import Settings
 from tests.deployment import (
     KUBERNETES_DIR,
+    MIN_PROBE_TIMEOUT_SECONDS,
+    START_UP_ALLOWANCE_SECONDS,
     ROOT,
     cli_commands,
     kubernetes_objects,
@@ -174,6 +177,36 @@ def test_worker_and_bridge_probe_healthz_on_the_metrics_port(objects, settings):
     flower = container(objects, "pipeline-flower")
     assert flower["ports"] == [{"name": "http", "containerPort": settings.flower_port}]
     assert flower["livenessProbe"]["httpGet"] == flower["readinessProbe"]["httpGet"] == {"path": "/healthcheck", "port": "http"}
+
+
+#: Kubernetes' probe defaults (PodSpec reference).
+PROBE_DEFAULTS = {"periodSeconds": 10, "timeoutSeconds": 1, "failureThreshold": 3}
+
+
+def probe(c: dict, kind: str) -> dict:
+    return {**PROBE_DEFAULTS, **c[kind]}
+
+
+def window(p: dict) -> int:
+    """Seconds of consecutive failures before the kubelet acts."""
+    return p["periodSeconds"] * p["failureThreshold"]
+
+
+@pytest.mark.parametrize("deployment, max_age", [("pipeline-worker", WORKER_MAX_AGE_SECONDS),
+                                                 ("pipeline-bridge", BRIDGE_MAX_AGE_SECONDS)])
+def test_probe_timing_leaves_room_for_start_up_and_the_healthz_max_age(objects, deployment, max_age):
+    c = container(objects, deployment)
+    assert window(probe(c, "startupProbe")) >= START_UP_ALLOWANCE_SECONDS
+    # A stuck loop turns /healthz to 503 only after max_age; the kubelet must not act on less.
+    assert window(probe(c, "livenessProbe")) > max_age
+
+
+def test_every_probe_allows_a_slow_answer(objects):
+    for name, spec in pod_specs(objects).items():
+        for c in spec["containers"]:
+            for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if kind in c:
+                    assert probe(c, kind)["timeoutSeconds"] >= MIN_PROBE_TIMEOUT_SECONDS, f"{name} {kind}"
 
 
 def test_beat_probe_matches_composes_and_its_state_dir(objects, settings):
