@@ -101,6 +101,13 @@ def option_value(args: list[str], option: str) -> str:
     return args[args.index(option) + 1]
 
 
+def embeds_beat(args: list[str]) -> bool:
+    """True when a ``pipeline worker`` command line asks Celery to run beat inside the worker
+    (``-B``, also among combined short flags such as ``-EB``, or ``--beat``)."""
+    return any(arg == "--beat" or arg.startswith("--beat=") or (re.fullmatch(r"-[A-Za-z]+", arg) and "B" in arg)
+               for arg in args)
+
+
 def duration_seconds(value: str) -> float:
     """A Compose duration such as ``60s``, ``1m30s`` or ``2m``."""
     parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", value)

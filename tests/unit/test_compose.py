@@ -26,6 +26,7 @@ from tests.deployment import (
     cli_commands,
     container_environment,
     duration_seconds,
+    embeds_beat,
     interpolate,
     known_variables,
     load_compose,
@@ -89,6 +90,18 @@ def test_every_pipeline_service_runs_a_registered_cli_command(compose):
     registered = cli_commands()
     for name, command in commands.items():
         assert command in registered, f"service {name} runs `pipeline {command}`, which is not a command"
+
+
+def test_beat_runs_only_in_the_beat_service(compose):
+    commands = {name: svc["command"] for name, svc in pipeline_services(compose).items()}
+    assert [name for name, command in commands.items() if command[0] == "beat"] == ["beat"]
+    workers = [command for command in commands.values() if command[0] == "worker"]
+    assert workers and not [command for command in workers if embeds_beat(command)]
+
+
+def test_embedded_beat_is_recognised():
+    assert embeds_beat(["worker", "-B"]) and embeds_beat(["worker", "-EB"]) and embeds_beat(["worker", "--beat"])
+    assert not embeds_beat(["worker", "--pool", "threads", "-E", "--concurrency", "4"])
 
 
 def test_every_pipeline_variable_is_a_real_setting():

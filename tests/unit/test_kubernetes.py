@@ -21,6 +21,7 @@ from tests.deployment import (
     START_UP_ALLOWANCE_SECONDS,
     ROOT,
     cli_commands,
+    embeds_beat,
     kubernetes_objects,
     known_variables,
     load_kubernetes,
@@ -132,6 +133,13 @@ def test_every_container_runs_a_registered_cli_command(objects):
             assert c["args"][0] in registered, f"{name} runs `pipeline {c['args'][0]}`, which is not a command"
             commands.add(c["args"][0])
     assert commands == DEPLOYED_COMMANDS
+
+
+def test_beat_runs_only_in_the_beat_deployment(objects):
+    args = {name: c["args"] for name, spec in pod_specs(objects).items() for c in spec["containers"]}
+    assert [name for name, a in args.items() if a[0] == "beat"] == ["pipeline-beat"]
+    workers = [a for a in args.values() if a[0] == "worker"]
+    assert workers and not [a for a in workers if embeds_beat(a)]
 
 
 def test_every_pipeline_variable_is_a_real_setting():
