@@ -132,16 +132,36 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 
 def image_environment() -> dict[str, str]:
     """The ENV of the Dockerfile's final stage."""
-    import dockerfile
-
     env: dict[str, str] = {}
-    for command in dockerfile.parse_file(str(DOCKERFILE)):
-        if command.cmd == "FROM":
-            env = {}
-        elif command.cmd == "ENV":
+    for command in final_stage_commands():
+        if command.cmd == "ENV":
             pairs = command.value
             env.update({pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
     return env
+
+
+def final_stage_commands() -> list[Any]:
+    """The Dockerfile's instructions from its last FROM on."""
+    import dockerfile
+
+    commands = list(dockerfile.parse_file(str(DOCKERFILE)))
+    return commands[max(i for i, c in enumerate(commands) if c.cmd == "FROM"):]
+
+
+def image_user() -> tuple[int, int]:
+    """The numeric uid and gid of the final stage's ``USER uid:gid``."""
+    (user,) = [c.value[0] for c in final_stage_commands() if c.cmd == "USER"]
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid)
+
+
+def image_venv() -> str:
+    """The virtual environment the build stage creates (``RUN python -m venv <path>``)."""
+    import dockerfile
+
+    (venv,) = [m[1] for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd == "RUN"
+               for m in [re.fullmatch(r"python -m venv (\S+)", c.value[0])] if m]
+    return venv
 
 
 def container_environment(service: dict[str, Any], dotenv: dict[str, str]) -> dict[str, str]:

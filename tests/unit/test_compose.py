@@ -27,6 +27,7 @@ from tests.deployment import (
     container_environment,
     duration_seconds,
     embeds_beat,
+    image_user,
     interpolate,
     known_variables,
     load_compose,
@@ -90,6 +91,12 @@ def test_every_pipeline_service_runs_a_registered_cli_command(compose):
     registered = cli_commands()
     for name, command in commands.items():
         assert command in registered, f"service {name} runs `pipeline {command}`, which is not a command"
+
+
+def test_pipeline_services_run_as_the_images_user(compose):
+    uid, gid = image_user()  # the Dockerfile's USER
+    users = {name: svc.get("user") for name, svc in pipeline_services(compose).items()}
+    assert {name: user for name, user in users.items() if user not in (None, f"{uid}:{gid}")} == {}
 
 
 def test_beat_runs_only_in_the_beat_service(compose):

@@ -24,6 +24,7 @@ from tests.deployment import (
     cli_commands,
     duration_seconds,
     image_environment,
+    image_venv,
     read_env_file,
 )
 
@@ -66,6 +67,14 @@ def test_runs_as_a_numeric_non_root_user(commands):
     user = only(final_stage(commands), "USER").value[0]
     uid, gid = user.split(":")
     assert uid.isdigit() and int(uid) >= 1000 and gid.isdigit() and int(gid) >= 1000
+
+
+def test_the_venv_comes_first_on_path_and_is_what_the_final_stage_copies(commands):
+    venv = image_venv()
+    assert venv == "/opt/pipeline"
+    assert image_environment()["PATH"].split(":")[0] == f"{venv}/bin"  # `pipeline` and `python` are the venv's
+    copies = [c.value for c in final_stage(commands) if c.cmd == "COPY" and c.flags == ("--from=build",)]
+    assert copies == [(venv, venv)]
 
 
 def test_entrypoint_is_the_pipeline_command_and_cmd_a_registered_one(commands):

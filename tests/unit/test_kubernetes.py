@@ -22,6 +22,7 @@ from tests.deployment import (
     ROOT,
     cli_commands,
     embeds_beat,
+    image_user,
     kubernetes_objects,
     known_variables,
     load_kubernetes,
@@ -43,8 +44,6 @@ KEDA_REDIS_METADATA = {
     "databaseIndex", "enableTLS", "unsafeSsl",
 }
 STATE_DIR = "/var/lib/pipeline"
-#: The Dockerfile's USER.
-IMAGE_UID = 10001
 DEPLOYED_COMMANDS = {"worker", "bridge", "flower", "beat", "migrate"}
 BROKER, DATABASE, FLOWER_AUTH = "PIPELINE_BROKER_URL", "PIPELINE_DATABASE_URL", "PIPELINE_FLOWER_BASIC_AUTH"
 #: The secrets each process reads. Beat only sends the sweeper task (the workers run it), so it
@@ -227,7 +226,9 @@ def test_beat_probe_matches_composes_and_its_state_dir(objects, settings):
 def test_every_pod_runs_locked_down_with_writable_emptydirs(objects):
     for name, spec in pod_specs(objects).items():
         assert spec["securityContext"]["runAsNonRoot"] is True, name
-        assert spec["securityContext"]["runAsUser"] == IMAGE_UID, name
+        uid, gid = image_user()  # the Dockerfile's USER
+        security = spec["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (uid, gid, gid), name
         assert spec["serviceAccountName"].startswith("pipeline"), name
         emptydirs = {v["name"] for v in spec["volumes"] if v.get("emptyDir") == {}}
         for c in spec["containers"]:
