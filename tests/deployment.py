@@ -101,6 +101,22 @@ def option_value(args: list[str], option: str) -> str:
     return args[args.index(option) + 1]
 
 
+def boto3_region(env: dict[str, str], monkeypatch: Any) -> str | None:
+    """The region boto3 picks in a process with exactly ``env``'s AWS variables (botocore reads
+    AWS_DEFAULT_REGION; it ignores AWS_REGION)."""
+    import os
+
+    import boto3
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)  # no profile's region either
+    for name, value in env.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return boto3.session.Session().region_name
+
+
 def embeds_beat(args: list[str]) -> bool:
     """True when a ``pipeline worker`` command line asks Celery to run beat inside the worker
     (``-B``, also among combined short flags such as ``-EB``, or ``--beat``)."""

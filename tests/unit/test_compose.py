@@ -23,6 +23,7 @@ from tests.deployment import (
     DOCKERFILE,
     ENV_EXAMPLE,
     ROOT,
+    boto3_region,
     cli_commands,
     container_environment,
     duration_seconds,
@@ -109,6 +110,13 @@ def test_beat_runs_only_in_the_beat_service(compose):
 def test_embedded_beat_is_recognised():
     assert embeds_beat(["worker", "-B"]) and embeds_beat(["worker", "-EB"]) and embeds_beat(["worker", "--beat"])
     assert not embeds_beat(["worker", "--pool", "threads", "-E", "--concurrency", "4"])
+
+
+@pytest.mark.parametrize("service", ["worker", "bridge", "setup"])
+def test_the_aws_processes_get_the_region_from_env_example(compose, dotenv, service, monkeypatch):
+    assert "AWS_REGION" not in dotenv  # botocore ignores it: Rekognition would have no region
+    env = container_environment(compose["services"][service], dotenv)
+    assert boto3_region(env, monkeypatch) == dotenv["AWS_DEFAULT_REGION"] == "us-east-1"
 
 
 def test_every_pipeline_variable_is_a_real_setting():

@@ -20,6 +20,7 @@ from tests.deployment import (
     MIN_PROBE_TIMEOUT_SECONDS,
     START_UP_ALLOWANCE_SECONDS,
     ROOT,
+    boto3_region,
     cli_commands,
     embeds_beat,
     image_user,
@@ -166,6 +167,14 @@ def test_the_configmap_holds_no_secret(objects):
     assert not set(config) & set(secret)
     assert not [key for key in config if re.search(r"PASSWORD|SECRET|TOKEN|BASIC_AUTH|BROKER_URL|DATABASE_URL|RATELIMIT_URL", key)]
     assert not [value for value in config.values() if "change-me" in value or re.search(r"://[^/]*@", value)]
+
+
+def test_every_aws_process_gets_its_region_from_the_configmap(objects, monkeypatch):
+    config = objects["ConfigMap", "pipeline-settings"]["data"]
+    assert "AWS_REGION" not in config  # botocore ignores it: Rekognition would have no region
+    for name in ("pipeline-worker", "pipeline-bridge"):
+        env = pod_environment(container(objects, name), config, read_env_file(KUBERNETES_DIR / "secrets.env.example"))
+        assert boto3_region(env, monkeypatch) == config["AWS_DEFAULT_REGION"] == "us-east-1", name
 
 
 def test_configmap_and_secret_make_valid_settings(settings):
