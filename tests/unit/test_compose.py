@@ -42,7 +42,7 @@ PIPELINE_IMAGE = "s3-moderation-pipeline"
 DEPLOYED_COMMANDS = {"worker", "bridge", "flower", "beat", "migrate", "setup"}
 BROKER, DATABASE, FLOWER_AUTH = "PIPELINE_BROKER_URL", "PIPELINE_DATABASE_URL", "PIPELINE_FLOWER_BASIC_AUTH"
 AWS_KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-SECRETS = {BROKER, DATABASE, FLOWER_AUTH, "POSTGRES_PASSWORD", *AWS_KEYS}
+SECRETS = {BROKER, DATABASE, FLOWER_AUTH, "POSTGRES_PASSWORD", "AWS_SESSION_TOKEN", *AWS_KEYS}
 #: The secrets each pipeline process reads (beat only sends the sweeper task; the workers run it).
 SECRETS_BY_SERVICE = {
     "worker": {BROKER, DATABASE, *AWS_KEYS},
@@ -144,6 +144,9 @@ def test_each_container_gets_only_the_secrets_its_process_reads(compose, dotenv)
     assert received == SECRETS_BY_SERVICE
     assert set(pipeline_services(compose)) == set(SECRETS_BY_SERVICE)
     assert not [name for name, service in compose["services"].items() if "env_file" in service]
+    # Temporary credentials' token (empty in the example) travels with the keys, and only there
+    with_token = {name for name, service in compose["services"].items() if "AWS_SESSION_TOKEN" in service.get("environment", {})}
+    assert with_token == {name for name, keys in SECRETS_BY_SERVICE.items() if AWS_KEYS <= keys}
 
 
 def test_every_setting_in_the_example_reaches_the_containers(compose, dotenv):
