@@ -93,7 +93,11 @@ def _decide(work_id: str, decision: str, reviewer: str | None, note: str | None)
     row = result.row
     version = f" version {row.version_id}" if row.version_id else ""
     click.echo(f"{decision} s3://{row.bucket}/{row.key}{version} by {row.reviewed_by} at {row.reviewed_at.isoformat()}")
-    if result.tags.dropped:
+    if result.tags is None:
+        newer = (f"the newer upload is work id {result.newer_work_id}" if result.newer_work_id
+                 else "the report database has no newer row for the key")
+        click.echo(f"no tag changed: {result.untagged_because}; the decision is recorded; {newer}")
+    elif result.tags.dropped:
         click.echo(f"warning: no free tag slot for {', '.join(result.tags.dropped)}: the object has S3's 10 tags; "
                    "the fail-closed policy will not serve it", err=True)
 

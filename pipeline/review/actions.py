@@ -4,6 +4,10 @@ The tags are changed first, on exactly the version that was judged (its VersionI
 unversioned bucket the ETag must still match, else ``ObjectSuperseded``), then the decision is
 recorded. A failure in between leaves the tags changed and nothing recorded: running the same
 command again is safe (the tag change is idempotent) and records it.
+
+When the judged bytes no longer exist (overwritten in an unversioned bucket, or the version
+deleted), there is nothing to tag: the decision is still recorded, with a note saying no tag was
+changed and why, so the image leaves the review list.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from pipeline import tagplan
 from pipeline.decision import Policy
 from pipeline.detectors.base import ImageRef
-from pipeline.errors import ReviewRefusedError
+from pipeline.errors import ObjectGoneError, ReviewRefusedError
 from pipeline.report.store import ImageRow, ReportStore
 from pipeline.review.decisions import FLAGGED_OUTCOMES, is_flagged_row
 from pipeline.settings import Settings
@@ -23,14 +27,27 @@ from pipeline.tagging import TagResult, apply_tags
 
 #: Rows read from the store at a time while filtering flagged ones.
 PAGE_SIZE = 200
+#: ObjectGoneError codes meaning the judged bytes no longer exist, so there is nothing left to tag
+#: (NoSuchBucket is not one: a wrong bucket or endpoint is more likely than a deleted bucket).
+BYTES_GONE_CODES = {
+    "ObjectSuperseded": "the object was overwritten after the event",
+    "NoSuchVersion": "the judged version was deleted",
+    "NoSuchKey": "the object was deleted",
+}
 
 
 @dataclass(frozen=True)
 class ReviewResult:
-    """What a decision did: the row as recorded, and the object's tags afterwards."""
+    """What a decision did: the row as recorded, and the object's tags afterwards.
+
+    ``tags`` is None when the judged bytes were gone: ``untagged_because`` then says why no tag
+    changed, and ``newer_work_id`` names the key's newest row in the store, if there is one.
+    """
 
     row: ImageRow
-    tags: TagResult
+    tags: TagResult | None
+    untagged_because: str | None = None
+    newer_work_id: str | None = None
 
 
 def awaiting_review(store: ReportStore, policy: Policy, *, limit: int) -> list[ImageRow]:
@@ -52,15 +69,34 @@ def decide(
 ) -> ReviewResult:
     """Apply ``decision`` to the flagged row's object version and record it.
 
-    Raises ReviewRefusedError (unknown work id, row not flagged), ObjectGoneError (the version is
-    gone or was overwritten), TagLimitError (reject: no free slot for the block tag) or another
-    PipelineError from S3.
+    When the judged bytes are gone (``BYTES_GONE_CODES``) the decision is recorded without a tag
+    change. Raises ReviewRefusedError (unknown work id, row not flagged), TagLimitError (reject: no
+    free slot for the block tag) or another PipelineError from S3.
     """
     row = flagged_row(store, Policy.from_settings(settings), work_id)
     image = ImageRef(bucket=row.bucket, key=row.key, version_id=row.version_id, etag=row.etag)
-    tags = apply_tags(s3, image, tagplan.for_review(settings, decision))
+    try:
+        tags = apply_tags(s3, image, tagplan.for_review(settings, decision))
+    except ObjectGoneError as exc:
+        if exc.error_code not in BYTES_GONE_CODES:
+            raise
+        because = f"{BYTES_GONE_CODES[exc.error_code]} ({exc.error_code})"
+        recorded = store.record_review(work_id, decision=decision, reviewer=reviewer, note=untagged_note(because, note))
+        return ReviewResult(row=recorded, tags=None, untagged_because=because, newer_work_id=newer_work_id(store, row))
     recorded = store.record_review(work_id, decision=decision, reviewer=reviewer, note=note)
     return ReviewResult(row=recorded, tags=tags)
+
+
+def untagged_note(because: str, note: str | None) -> str:
+    """The note recorded with a decision that changed no tag: why first, then the moderator's note."""
+    reason = f"[no tag changed: {because}]"
+    return f"{reason} {note}" if note else reason
+
+
+def newer_work_id(store: ReportStore, row: ImageRow) -> str | None:
+    """The work id of the newest row the store holds for ``row``'s key after ``row``, or None."""
+    later = [other for other in store.rows_for_keys(row.bucket, [row.key]) if other.id > row.id]
+    return later[-1].work_id if later else None
 
 
 def flagged_row(store: ReportStore, policy: Policy, work_id: str) -> ImageRow:

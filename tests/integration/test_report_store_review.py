@@ -10,7 +10,7 @@ from pipeline.events import ObjectEvent
 from pipeline.report import migrate
 from pipeline.report.schema import images
 from pipeline.report.store import ImageRow, ReportStore, RowSelection, make_engine
-from pipeline.review.actions import awaiting_review
+from pipeline.review.actions import awaiting_review, newer_work_id, untagged_note
 from tests.integration.test_report_store_requeue import LABELS, add_row, requeue
 
 #: Below the policy's 80 % confidence: a failed row carrying only these labels is not flagged.
@@ -164,3 +164,19 @@ def test_migration_0003_keeps_existing_rows_and_downgrades_cleanly(db_url: str) 
             assert conn.execute(sa.select(sa.func.count()).select_from(images)).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_a_decision_without_a_tag_change_leaves_the_list_and_names_the_newer_row(store: ReportStore) -> None:
+    # Given: a blocked version, a later row of the same key, and another key's row
+    old = add_row(store, "content/images/a.jpg", "blocked", version_id="v1")
+    newer = add_row(store, "content/images/a.jpg", "clean", version_id="v2")
+    add_row(store, "content/images/b.jpg", "clean", version_id="v3")
+    # When: recorded as actions.decide records a decision on bytes that are gone
+    store.record_review(old.work_id, decision="approved", reviewer="alice",
+                        note=untagged_note("the judged version was deleted (NoSuchVersion)", "statue"))
+    # Then
+    assert awaiting_review(store, Policy(), limit=10) == []
+    (record,) = store.review_history(old.work_id)
+    assert record.note == "[no tag changed: the judged version was deleted (NoSuchVersion)] statue"
+    assert newer_work_id(store, old) == newer.work_id
+    assert newer_work_id(store, store.get(newer.work_id)) is None

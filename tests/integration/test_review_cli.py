@@ -78,18 +78,33 @@ def test_list_approve_and_reject(s3: Any, file_rt: Runtime) -> None:
 
 def test_bad_work_ids_exit_1_with_a_clear_message(s3: Any, file_rt: Runtime) -> None:
     clean = upload(s3, file_rt, "meadow.jpg")
-    blocked = upload(s3, file_rt, "known-bad.jpg")
     run_tasks(file_rt, clean)
-    run_tasks(file_rt, blocked)
-    image = ImageRef.from_dict(blocked["image"])
-    s3.delete_object(Bucket=image.bucket, Key=image.key, VersionId=image.version_id)
 
     unknown = review("approve", "f" * 64, "--by", "alice")
     not_flagged = review("reject", clean["work_id"], "--by", "alice")
-    gone = review("approve", blocked["work_id"], "--by", "alice")
 
-    assert (unknown.exit_code, not_flagged.exit_code, gone.exit_code) == (1, 1, 1)
+    assert (unknown.exit_code, not_flagged.exit_code) == (1, 1)
     assert f"no image with work id '{'f' * 64}'" in unknown.output
     assert f"work id {clean['work_id']} is clean, not flagged for review" in not_flagged.output
-    assert f"{blocked['work_id']}: GetObjectTagging failed: NoSuchVersion" in gone.output
-    assert file_rt.store.review_history(blocked["work_id"]) == []
+    assert file_rt.store.review_history(clean["work_id"]) == []
+
+
+def test_a_decision_on_a_version_gone_since_is_recorded_and_leaves_the_list(s3: Any, file_rt: Runtime) -> None:
+    # Given: a blocked version deleted since, and a newer upload of the key with its own row
+    blocked = upload(s3, file_rt, "known-bad.jpg")
+    run_tasks(file_rt, blocked)
+    image = ImageRef.from_dict(blocked["image"])
+    s3.delete_object(Bucket=image.bucket, Key=image.key, VersionId=image.version_id)
+    newer = upload(s3, file_rt, "meadow.jpg", key=image.key)
+    run_tasks(file_rt, newer)
+    assert [item["work_id"] for item in json.loads(review("list", "--format", "json").output)] == [blocked["work_id"]]
+    # When
+    gone = review("approve", blocked["work_id"], "--by", "alice")
+    # Then: exit 0, a line saying no tag changed and naming the newer row; nothing awaits review
+    assert gone.exit_code == 0, gone.output
+    assert gone.output.splitlines()[1] == (
+        "no tag changed: the judged version was deleted (NoSuchVersion); the decision is recorded; "
+        f"the newer upload is work id {newer['work_id']}")
+    assert review("list").output == "nothing awaits review\n"
+    assert file_rt.store.get(blocked["work_id"]).reviewed_by == "alice"
+    assert stored_tags(s3, newer["image"]) == [status("clean")]

@@ -228,26 +228,42 @@ def test_reject_of_a_failed_flagged_image_without_a_free_slot_is_refused_and_not
     assert status_rt.store.review_history(work["work_id"]) == []
 
 
-def test_decisions_on_unknown_unflagged_or_deleted_versions_are_refused(s3: Any, status_rt: Runtime) -> None:
+def test_decisions_on_unknown_or_unflagged_work_ids_are_refused(s3: Any, status_rt: Runtime) -> None:
     clean = upload(s3, status_rt, "meadow.jpg")
     run_tasks(status_rt, clean)
-    blocked = blocked_work(s3, status_rt)
-    image = ImageRef.from_dict(blocked["image"])
-    s3.delete_object(Bucket=image.bucket, Key=image.key, VersionId=image.version_id)
     store, client, settings = status_rt.store, status_rt.s3, status_rt.settings
 
     with pytest.raises(ReviewRefusedError, match="no image with work id"):
         decide(store, client, settings, work_id="f" * 64, decision="approved", reviewer="alice")
     with pytest.raises(ReviewRefusedError, match="is clean, not flagged"):
         decide(store, client, settings, work_id=clean["work_id"], decision="approved", reviewer="alice")
-    with pytest.raises(ObjectGoneError) as gone:
-        decide(store, client, settings, work_id=blocked["work_id"], decision="approved", reviewer="alice")
-    assert gone.value.error_code == "NoSuchVersion"
-    assert store.review_history(blocked["work_id"]) == []
+    assert store.review_history(clean["work_id"]) == []
 
 
-def test_approve_in_an_unversioned_bucket_refuses_bytes_overwritten_since(s3: Any, status_rt: Runtime) -> None:
-    # Given: an unversioned bucket whose blocked object was then overwritten
+def test_a_decision_on_a_deleted_version_is_recorded_without_a_tag_change(s3: Any, status_rt: Runtime) -> None:
+    # Given: a blocked version, deleted since; a newer version of the key still holds other tags
+    blocked = blocked_work(s3, status_rt)
+    image = ImageRef.from_dict(blocked["image"])
+    s3.delete_object(Bucket=image.bucket, Key=image.key, VersionId=image.version_id)
+    newer = s3.put_object(Bucket=image.bucket, Key=image.key, Body=b"new bytes", Tagging="owner=1")
+    # When
+    result = decide(status_rt.store, status_rt.s3, status_rt.settings, work_id=blocked["work_id"],
+                    decision="rejected", reviewer="bob", note="still bad")
+    # Then: recorded with why no tag changed; the newer version's tags are untouched
+    assert (result.tags, result.untagged_because) == (None, "the judged version was deleted (NoSuchVersion)")
+    assert result.newer_work_id is None  # no event for the newer version reached the store
+    assert (result.row.review, result.row.reviewed_by) == ("rejected", "bob")
+    history = status_rt.store.review_history(blocked["work_id"])
+    assert [(r.decision, r.note, r.version_id) for r in history] == [
+        ("rejected", "[no tag changed: the judged version was deleted (NoSuchVersion)] still bad", image.version_id)]
+    current = s3.get_object_tagging(Bucket=image.bucket, Key=image.key, VersionId=newer["VersionId"])["TagSet"]
+    assert current == [{"Key": "owner", "Value": "1"}]
+
+
+def test_approve_in_an_unversioned_bucket_records_without_tagging_bytes_overwritten_since(
+    s3: Any, status_rt: Runtime,
+) -> None:
+    # Given: an unversioned bucket whose blocked object was then overwritten, the new bytes in their own row
     bucket = f"unversioned-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     try:
@@ -259,12 +275,20 @@ def test_approve_in_an_unversioned_bucket_refuses_bytes_overwritten_since(s3: An
         from bridge.dispatch import work_for
 
         assert run_tasks(rt, work_for(row))["outcome"] == "blocked"
-        s3.put_object(Bucket=bucket, Key=key, Body=(SAMPLES_DIR / "meadow.jpg").read_bytes())
-        # When / Then
-        with pytest.raises(ObjectGoneError) as caught:
-            decide(rt.store, rt.s3, rt.settings, work_id=row.work_id, decision="approved", reviewer="alice")
-        assert caught.value.error_code == "ObjectSuperseded"
-        assert rt.store.get(row.work_id).review is None
+        again = s3.put_object(Bucket=bucket, Key=key, Body=(SAMPLES_DIR / "meadow.jpg").read_bytes())
+        newer, _ = rt.store.upsert_pending(ObjectEvent(bucket=bucket, key=key, kind="created", event_name="ObjectCreated:Put",
+                                                       event_time="2024-05-01T12:05:00Z", etag=again["ETag"].strip('"')))
+        assert run_tasks(rt, work_for(newer))["outcome"] == "clean"
+        tags_before = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+        # When
+        result = decide(rt.store, rt.s3, rt.settings, work_id=row.work_id, decision="approved", reviewer="alice")
+        # Then: recorded, naming the newer row; the new bytes' tags are left as they were
+        because = "the object was overwritten after the event (ObjectSuperseded)"
+        assert (result.tags, result.untagged_because, result.newer_work_id) == (None, because, newer.work_id)
+        assert rt.store.get(row.work_id).review == "approved"
+        assert [r.note for r in rt.store.review_history(row.work_id)] == [f"[no tag changed: {because}]"]
+        assert tags_before == [status("clean")]
+        assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == tags_before
         rt.store.dispose()
     finally:
         delete_bucket(s3, bucket)
