@@ -13,6 +13,9 @@ import click
 from pipeline.commands.common import configure_logging, load_settings, progress, resolve_queue
 from pipeline.settings import Settings
 
+#: Exit status after Ctrl-C or SIGTERM, the shell's 128 + SIGINT.
+INTERRUPTED_EXIT = 130
+
 
 @click.command()
 @click.argument("target", metavar="s3://BUCKET/PREFIX")
@@ -65,6 +68,10 @@ def _run(settings: Settings, bucket: str, requested: str, prefix: str, *, dry_ru
                               dry_run=dry_run, progress=advance, should_stop=should_stop).run()
     except PipelineError as exc:
         raise click.ClickException(f"stopped: {exc}; run the same command to continue from the checkpoint") from None
+    except KeyboardInterrupt:  # the second Ctrl-C (or SIGTERM): an interruption too, not click's "Aborted!" (1)
+        click.echo("stopped now: the batch in hand may be sent again when you run the same command "
+                   "(harmless: the bridge drops duplicates)", err=True)
+        sys.exit(INTERRUPTED_EXIT)
     finally:
         store.dispose()
     for line in report.summary(dry_run=dry_run):
@@ -72,7 +79,7 @@ def _run(settings: Settings, bucket: str, requested: str, prefix: str, *, dry_ru
     if report.failed:
         raise click.ClickException(f"{len(report.failed)} messages could not be sent; run again to retry them")
     if report.stopped == "interrupted":
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT)
 
 
 @contextmanager
