@@ -4,6 +4,7 @@
 - :mod:`~pipeline.backfill.message`    pure: a listed object -> the S3-event-shaped body the bridge reads
 - :mod:`~pipeline.backfill.checkpoint` the last key handled, per bucket and prefix, for a resume
 - :mod:`~pipeline.backfill.run`        list, filter, skip what the report store knows, send, checkpoint
+- :mod:`~pipeline.backfill.queued`     the events queue's depth at start: an earlier run's messages are sent again
 
 Each object is sent as an S3 event notification record (``eventName`` ``ObjectCreated:Backfill``)
 rather than a requeue envelope: the requeue path needs an existing report row, while a backfilled

@@ -59,6 +59,7 @@ def _run(settings: Settings, bucket: str, requested: str, prefix: str, *, dry_ru
     migrate.ensure_current(settings.database_url)
     sqs = aws.client("sqs")
     events_url = resolve_queue(sqs, settings.events_queue, "PIPELINE_EVENTS_QUEUE")
+    warn_if_queued(sqs, events_url)
     store = ReportStore.from_url(settings.database_url)
     checkpoint = Checkpoint.for_target(settings.state_dir, bucket, requested)
     try:
@@ -80,6 +81,19 @@ def _run(settings: Settings, bucket: str, requested: str, prefix: str, *, dry_ru
         raise click.ClickException(f"{len(report.failed)} messages could not be sent; run again to retry them")
     if report.stopped == "interrupted":
         sys.exit(INTERRUPTED_EXIT)
+
+
+def warn_if_queued(sqs: Any, events_url: str) -> None:
+    """Warn on stderr when the events queue still holds messages (they may be an earlier run's, sent again)."""
+    from pipeline.backfill.queued import queued_messages, queued_warning
+    from pipeline.errors import PipelineError
+
+    try:
+        warning = queued_warning(queued_messages(sqs, events_url))
+    except PipelineError as exc:  # only a warning is lost; the sends will say whether SQS works
+        warning = f"warning: could not read the events queue's depth ({exc}); a previous backfill's messages may be sent again"
+    if warning:
+        click.echo(warning, err=True)
 
 
 @contextmanager

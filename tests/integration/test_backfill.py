@@ -158,3 +158,32 @@ def test_the_command_refuses_a_bucket_outside_the_allowed_ones(pipeline_env: dic
     assert done.stderr.strip().splitlines()[-1] == (
         "Error: bucket someone-else is not in PIPELINE_ALLOWED_BUCKETS (ours, theirs): the bridge would refuse its events")
     assert "Traceback" not in done.stderr
+
+
+def backfill_command(env: dict[str, str], bucket: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", "backfill", f"s3://{bucket}/{PREFIX}"],
+                          env={**env, "PIPELINE_BUCKET": bucket}, capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT_SECONDS)
+
+
+def test_a_run_started_while_an_earlier_runs_messages_wait_warns_that_they_are_sent_again(
+    s3: Any, sqs: Any, queues: provision.Queues, bucket: str, pipeline_env: dict[str, str]
+) -> None:
+    # Given: a first run into an empty events queue, one of its messages received (in flight) by a bridge
+    keys = numbered(s3, bucket, 3)
+    first = backfill_command(pipeline_env, bucket)
+    assert first.returncode == 0, first.stderr
+    assert "warning" not in first.stderr
+    (in_flight,) = sqs.receive_message(QueueUrl=queues.events_url, VisibilityTimeout=60)["Messages"]
+    (received,) = parse_body(in_flight["Body"], KeyFilter())
+    # When: a second run right after
+    second = backfill_command(pipeline_env, bucket)
+    # Then: it warns, counting waiting and in-flight messages, and sends every object again
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.splitlines()[0] == (
+        "warning: the events queue holds about 3 messages; objects a previous backfill queued that the bridge has "
+        "not handed off yet will be sent again (harmless: the bridge drops duplicates, but new uploads wait behind "
+        "them). To avoid it, wait until `pipeline status` shows the events queue empty.")
+    assert second.stdout.splitlines()[-1] == "listed 3, skipped decided 0, skipped filtered 0, sent 3, failed 0"
+    waiting = [key for key in keys if key != received.key]
+    assert sorted(event.key for event in drain_events(sqs, queues.events_url)) == sorted(keys + waiting)

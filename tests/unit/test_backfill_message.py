@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.backfill.listing import Listed
 from pipeline.backfill.message import EVENT_NAME, already_known, build_body, event_for
+from pipeline.backfill.queued import queued_warning
 from pipeline.backfill.target import listing_prefix, parse_target
 from pipeline.events import KeyFilter, parse_body
 from tests.eventdata import load_event
@@ -107,3 +108,11 @@ def test_parse_target_refuses_other_urls(text: str) -> None:
 )
 def test_listing_prefix_is_the_narrower_one(requested: str, expected: str | None) -> None:
     assert listing_prefix(requested, "content/images/") == expected
+
+
+def test_the_queued_warning_names_the_count_and_how_to_avoid_it() -> None:
+    assert queued_warning(0) is None
+    warning = queued_warning(821)
+    assert warning is not None
+    assert warning.startswith("warning: the events queue holds about 821 messages; objects a previous backfill")
+    assert warning.endswith("wait until `pipeline status` shows the events queue empty.")

@@ -1,0 +1,36 @@
+"""Messages the events queue still holds when a backfill starts, and the warning they call for.
+
+The report store learns of a backfilled object only when the bridge hands its message off. A run
+started while an earlier run's messages still wait in the queue cannot tell them from objects
+never sent, so it sends them again; the bridge drops the repeats (each row keeps attempts=1), but
+new uploads wait behind them. Nothing cheap can tell which messages are waiting (SQS has no peek),
+so the run only warns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.awserrors import translated_aws_errors
+
+#: Waiting messages, and messages the bridge received but has not deleted yet (not handed off).
+QUEUED_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+
+
+def queued_messages(sqs: Any, queue_url: str) -> int:
+    """SQS's approximate count of messages in ``queue_url``, visible or in flight."""
+    with translated_aws_errors():
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(QUEUED_ATTRIBUTES))
+    return sum(int(attributes["Attributes"].get(name, 0)) for name in QUEUED_ATTRIBUTES)
+
+
+def queued_warning(count: int) -> str | None:
+    """The warning ``pipeline backfill`` prints when the events queue is not empty; None when it is."""
+    if count == 0:
+        return None
+    return (f"warning: the events queue holds about {count} messages; objects a previous backfill queued that the "
+            "bridge has not handed off yet will be sent again (harmless: the bridge drops duplicates, but new "
+            "uploads wait behind them). To avoid it, wait until `pipeline status` shows the events queue empty.")
+
+
+__all__ = ["queued_messages", "queued_warning"]
