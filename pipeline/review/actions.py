@@ -27,12 +27,12 @@ from pipeline.tagging import TagResult, apply_tags
 
 #: Rows read from the store at a time while filtering flagged ones.
 PAGE_SIZE = 200
-#: ObjectGoneError codes meaning the judged bytes no longer exist, so there is nothing left to tag
-#: (NoSuchBucket is not one: a wrong bucket or endpoint is more likely than a deleted bucket).
+#: ObjectGoneError codes meaning the judged bytes no longer exist, so there is nothing left to tag.
+#: Not NoSuchKey, 404 or NoSuchBucket: a wrong endpoint or bucket answers those too, and a deleted
+#: object's row is marked ``deleted`` by its own event, so it is no longer flagged anyway.
 BYTES_GONE_CODES = {
     "ObjectSuperseded": "the object was overwritten after the event",
     "NoSuchVersion": "the judged version was deleted",
-    "NoSuchKey": "the object was deleted",
 }
 
 

@@ -17,6 +17,7 @@ from pipeline.demo.make_samples import SAMPLES_DIR
 from pipeline.detectors.base import ImageRef
 from pipeline.errors import ObjectGoneError, ReviewRefusedError, TagLimitError
 from pipeline.events import ObjectEvent
+from pipeline.report.store import ImageRow
 from pipeline.review.actions import decide
 from pipeline.runtime import Runtime
 from tests.conftest import delete_bucket
@@ -260,35 +261,56 @@ def test_a_decision_on_a_deleted_version_is_recorded_without_a_tag_change(s3: An
     assert current == [{"Key": "owner", "Value": "1"}]
 
 
-def test_approve_in_an_unversioned_bucket_records_without_tagging_bytes_overwritten_since(
-    s3: Any, status_rt: Runtime,
-) -> None:
-    # Given: an unversioned bucket whose blocked object was then overwritten, the new bytes in their own row
+@pytest.fixture
+def unversioned_rt(s3: Any, status_rt: Runtime) -> Iterator[Runtime]:
+    """A runtime on an unversioned bucket of its own."""
     bucket = f"unversioned-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
-    try:
-        rt = runtime_module.runtime(status_rt.settings.replace(bucket=bucket))
-        key = f"{rt.settings.prefix}bad.jpg"
-        put = s3.put_object(Bucket=bucket, Key=key, Body=(SAMPLES_DIR / "known-bad.jpg").read_bytes())
-        row, _ = rt.store.upsert_pending(ObjectEvent(bucket=bucket, key=key, kind="created", event_name="ObjectCreated:Put",
-                                                     event_time="2024-05-01T12:00:00Z", etag=put["ETag"].strip('"')))
-        from bridge.dispatch import work_for
+    rt = runtime_module.runtime(status_rt.settings.replace(bucket=bucket))
+    yield rt
+    rt.store.dispose()
+    delete_bucket(s3, bucket)
 
-        assert run_tasks(rt, work_for(row))["outcome"] == "blocked"
-        again = s3.put_object(Bucket=bucket, Key=key, Body=(SAMPLES_DIR / "meadow.jpg").read_bytes())
-        newer, _ = rt.store.upsert_pending(ObjectEvent(bucket=bucket, key=key, kind="created", event_name="ObjectCreated:Put",
-                                                       event_time="2024-05-01T12:05:00Z", etag=again["ETag"].strip('"')))
-        assert run_tasks(rt, work_for(newer))["outcome"] == "clean"
-        tags_before = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
-        # When
-        result = decide(rt.store, rt.s3, rt.settings, work_id=row.work_id, decision="approved", reviewer="alice")
-        # Then: recorded, naming the newer row; the new bytes' tags are left as they were
-        because = "the object was overwritten after the event (ObjectSuperseded)"
-        assert (result.tags, result.untagged_because, result.newer_work_id) == (None, because, newer.work_id)
-        assert rt.store.get(row.work_id).review == "approved"
-        assert [r.note for r in rt.store.review_history(row.work_id)] == [f"[no tag changed: {because}]"]
-        assert tags_before == [status("clean")]
-        assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == tags_before
-        rt.store.dispose()
-    finally:
-        delete_bucket(s3, bucket)
+
+def unversioned_upload(s3: Any, rt: Runtime, sample: str, event_time: str) -> ImageRow:
+    """Upload ``sample`` to the unversioned bucket's one key, judge it, return its row."""
+    from bridge.dispatch import work_for
+
+    bucket, key = rt.settings.bucket, f"{rt.settings.prefix}bad.jpg"
+    put = s3.put_object(Bucket=bucket, Key=key, Body=(SAMPLES_DIR / sample).read_bytes())
+    row, _ = rt.store.upsert_pending(ObjectEvent(bucket=bucket, key=key, kind="created", event_name="ObjectCreated:Put",
+                                                 event_time=event_time, etag=put["ETag"].strip('"')))
+    run_tasks(rt, work_for(row))
+    return rt.store.get(row.work_id)
+
+
+def test_approve_in_an_unversioned_bucket_records_without_tagging_bytes_overwritten_since(
+    s3: Any, unversioned_rt: Runtime,
+) -> None:
+    # Given: an unversioned bucket whose blocked object was then overwritten, the new bytes in their own row
+    rt = unversioned_rt
+    row = unversioned_upload(s3, rt, "known-bad.jpg", "2024-05-01T12:00:00Z")
+    newer = unversioned_upload(s3, rt, "meadow.jpg", "2024-05-01T12:05:00Z")
+    assert (row.outcome, newer.outcome) == ("blocked", "clean")
+    tags_before = s3.get_object_tagging(Bucket=row.bucket, Key=row.key)["TagSet"]
+    # When
+    result = decide(rt.store, rt.s3, rt.settings, work_id=row.work_id, decision="approved", reviewer="alice")
+    # Then: recorded, naming the newer row; the new bytes' tags are left as they were
+    because = "the object was overwritten after the event (ObjectSuperseded)"
+    assert (result.tags, result.untagged_because, result.newer_work_id) == (None, because, newer.work_id)
+    assert rt.store.get(row.work_id).review == "approved"
+    assert [r.note for r in rt.store.review_history(row.work_id)] == [f"[no tag changed: {because}]"]
+    assert tags_before == [status("clean")]
+    assert s3.get_object_tagging(Bucket=row.bucket, Key=row.key)["TagSet"] == tags_before
+
+
+def test_approve_of_a_key_that_is_not_found_is_refused_and_not_recorded(s3: Any, unversioned_rt: Runtime) -> None:
+    # Given: the blocked object deleted with no delete event (a wrong endpoint or bucket answers the same)
+    rt = unversioned_rt
+    row = unversioned_upload(s3, rt, "known-bad.jpg", "2024-05-01T12:00:00Z")
+    s3.delete_object(Bucket=row.bucket, Key=row.key)
+    # When / Then
+    with pytest.raises(ObjectGoneError) as caught:
+        decide(rt.store, rt.s3, rt.settings, work_id=row.work_id, decision="approved", reviewer="alice")
+    assert caught.value.error_code == "404"  # HeadObject's answer has no body, so no NoSuchKey code
+    assert rt.store.review_history(row.work_id) == []
