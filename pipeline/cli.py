@@ -139,7 +139,7 @@ def bridge() -> None:
         high_water=settings.backlog_high_water,
         heartbeat=liveness.beat,
     )
-    serve_bridge(settings, liveness, app=app, sqs=sqs, store=store)
+    serve_bridge(settings, liveness, app=app, sqs=aws.snapshot_client("sqs"), store=store)  # scrapes never hang
     bridge.run()
 
 
@@ -154,7 +154,8 @@ def beat() -> None:
     configure_logging(settings)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={state / 'celerybeat-schedule'}"])
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # no start-up banner among the JSON lines
+    app.start([*quiet, "beat", f"--loglevel={settings.log_level}", f"--schedule={state / 'celerybeat-schedule'}"])
 
 
 @cli.command()
