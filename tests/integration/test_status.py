@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -151,3 +153,27 @@ def test_a_database_url_that_cannot_work_is_the_pending_part_unavailable(pipelin
     assert "\n" not in status["pending"]["reason"]
     assert status["broker_queues"]["available"] is True and status["sqs_queues"]["available"] is True
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listener never accepts: connections complete in the kernel, nothing ever answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]
+
+
+def test_sqs_and_a_database_that_do_not_answer_time_out_and_exit_1(pipeline_env, silent_port):
+    # Given: SQS and PostgreSQL endpoints that accept the connection and never answer
+    env = {**pipeline_env, "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{silent_port}",
+           "PIPELINE_DATABASE_URL": f"postgresql+psycopg://moderator:s3cret@127.0.0.1:{silent_port}/pipeline"}
+    # When: the subprocess timeout is only the guard against a hang
+    done = run_status(env, "--format", "json")
+    # Then
+    assert done.returncode == 1, done.stderr
+    status = json.loads(done.stdout)
+    assert status["sqs_queues"]["available"] is False and status["sqs_queues"]["reason"].startswith("timed out")
+    assert status["pending"]["available"] is False and status["pending"]["reason"].startswith("timed out")
+    assert status["broker_queues"]["available"] is True
+    assert "s3cret" not in done.stdout + done.stderr
