@@ -96,14 +96,13 @@ def _part_rows(name: str, reading: Reading[Any], snap: Snapshot) -> list[tuple[s
         return [("online", f"{part['online']}  {' '.join(part['names'])}".rstrip())]
     if name == "limiter":
         if not part["enabled"]:
-            return [(part["state"], _LIMITER_ABSENT_WHY.get(part["state"], ""))]
+            from pipeline.monitoring.snapshot import LIMITER_ABSENT_WHY
+
+            return [(part["state"], LIMITER_ABSENT_WHY[part["state"]])]
         return [("rate", f"{part['current_rate']:g} of {part['configured_rate']:g} calls/s"),
                 ("last throttle", _ago(part["last_throttle_age_seconds"])),
                 ("last cut", _ago(part["last_cut_age_seconds"]))]
     return [("rows", str(part["rows"])), ("oldest", _ago(part["oldest_age_seconds"]))]
-
-
-_LIMITER_ABSENT_WHY = {"not used": "(no rekognition in PIPELINE_DETECTORS)", "off": "(PIPELINE_RATELIMIT_RATE=0)"}
 
 
 def _ago(seconds: float | None) -> str:

@@ -30,8 +30,6 @@ RATELIMIT_WAIT = Histogram("pipeline_ratelimit_wait_seconds", "Time a detection 
                            buckets=WAIT_BUCKETS)
 BRIDGE_LAG = Histogram("pipeline_bridge_lag_seconds", "Bridge hand-off time minus the S3 event time (live S3 events only).",
                        buckets=LAG_BUCKETS)
-#: Where a hand-off came from: S3's own notifications, ``pipeline backfill``, ``pipeline requeue``.
-HANDOFF_SOURCES = ("s3", "backfill", "requeue")
 BRIDGE_HANDOFFS = Counter("pipeline_bridge_handoffs", "Events the bridge handed on, by source (s3, backfill, requeue).",
                           ["source"])
 

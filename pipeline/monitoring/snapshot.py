@@ -35,6 +35,8 @@ SNAPSHOT_TIMEOUT_SECONDS = 3.0
 #: How the limiter part reads when there is no limiter: Rekognition is not a detector, or the limit is off.
 LIMITER_NOT_USED = "not used"
 LIMITER_OFF = "off"
+#: What ``pipeline status`` says after each of those.
+LIMITER_ABSENT_WHY = {LIMITER_NOT_USED: "(no rekognition in PIPELINE_DETECTORS)", LIMITER_OFF: "(PIPELINE_RATELIMIT_RATE=0)"}
 
 
 @dataclass(frozen=True)
