@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
 
 from bridge import dispatch
+from pipeline.backfill.message import EVENT_NAME as BACKFILL_EVENT_NAME
 from pipeline.backlog import Backlog
 from pipeline.errors import BucketNotAllowedError, MalformedEventError, PermanentError
 from pipeline.events import Event, KeyFilter, ObjectEvent, parse_body
@@ -50,6 +51,11 @@ MAX_BATCH = 10
 ERROR_PAUSE_SECONDS = 2.0
 #: How long the bridge waits before looking at the backlog again while it is above the high-water mark.
 BACKPRESSURE_PAUSE_SECONDS = 1.0
+
+
+def handoff_source(event: ObjectEvent) -> str:
+    """``backfill`` for a ``pipeline backfill`` record, else ``s3`` (the metrics' ``source`` label)."""
+    return "backfill" if event.event_name == BACKFILL_EVENT_NAME else "s3"
 
 
 class _Interrupted(BaseException):
@@ -142,9 +148,10 @@ class Bridge:
     def _hand_off(self, event: Event, *, redelivered: bool) -> None:
         self.stats["events"] += 1
         if event.kind == "requeue":
+            metrics.record_handoff("requeue")
             self._hand_off_requeue(event, redelivered=redelivered)
             return
-        metrics.observe_event_lag(event.event_time)
+        metrics.record_handoff(handoff_source(event), event.event_time)
         where = f"s3://{event.bucket}/{event.key} version={event.version_id}"
         if event.kind == "removed":
             marked = self.store.mark_deleted(event.bucket, event.key, event.version_id, sequencer=event.sequencer)

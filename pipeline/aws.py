@@ -24,6 +24,10 @@ DEFAULT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, c
 #: SQS long polls wait up to 20 s: the read timeout must be longer than that.
 SQS_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=40)
 
+#: ``pipeline status`` and the bridge's scrape-time gauges: one attempt that gives up within seconds,
+#: so an SQS that does not answer makes its part unavailable instead of holding the command or the scrape.
+SNAPSHOT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=3, read_timeout=3)
+
 _CONFIGS = {"rekognition": REKOGNITION_CONFIG, "sqs": SQS_CONFIG}
 
 
@@ -32,10 +36,15 @@ def client(service: str) -> Any:
     return _client(service, os.getpid())
 
 
+def snapshot_client(service: str) -> Any:
+    """A boto3 client for ``service`` that gives up quickly (SNAPSHOT_CONFIG), for status readings."""
+    return _client(service, os.getpid(), snapshot=True)
+
+
 @functools.lru_cache(maxsize=None)
-def _client(service: str, pid: int) -> Any:
+def _client(service: str, pid: int, snapshot: bool = False) -> Any:
     session = boto3.session.Session()
-    return session.client(service, config=_CONFIGS.get(service, DEFAULT_CONFIG))
+    return session.client(service, config=SNAPSHOT_CONFIG if snapshot else _CONFIGS.get(service, DEFAULT_CONFIG))
 
 
 def queue_url(sqs: Any, name_or_url: str) -> str:

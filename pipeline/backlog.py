@@ -47,14 +47,30 @@ class Backlog:
         return self._connection
 
 
-def read_depths(app: Celery, queues: tuple[str, ...]) -> dict[str, int]:
-    """Messages waiting in each of ``queues`` now; the broker's own error when it cannot be asked."""
+def read_depths(app: Celery, queues: tuple[str, ...], *, timeout: float | None = None) -> dict[str, int]:
+    """Messages waiting in each of ``queues`` now; the broker's own error when it cannot be asked.
+
+    With ``timeout``, a broker that accepts the connection but does not answer (stopped, overloaded)
+    raises a timeout after about that many seconds instead of blocking forever.
+    """
     connection = app.connection_for_read()
+    if timeout is not None:
+        bound_waits(connection, timeout)
     try:
         connection.ensure_connection(max_retries=1)
         return {queue: _queue_size(connection, queue) for queue in queues}
     finally:
         _close_quietly(connection)
+
+
+def bound_waits(connection: Any, timeout: float) -> None:
+    """Bound every socket wait of a kombu connection not yet opened (Redis or AMQP) to ``timeout`` seconds."""
+    connection.connect_timeout = timeout
+    if connection.transport.driver_type == "redis":
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    else:  # py-amqp
+        options = {"read_timeout": timeout, "write_timeout": timeout}
+    connection.transport_options = {**connection.transport_options, **options}
 
 
 def room_under(app: Celery, queues: tuple[str, ...], high_water: int) -> int | None:

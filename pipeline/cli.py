@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 from typing import Any
@@ -58,7 +59,7 @@ def up(local: bool) -> None:
         raise click.ClickException(f"could not start: {exc}") from None
     except KeyboardInterrupt:
         sys.exit(130)
-    _print_endpoints(endpoints, local, database_url=stack.settings.database_url)
+    _print_endpoints(endpoints, local, operator_env=stack.operator_env() if local else {})
     sys.exit(run_forever(stack))
 
 
@@ -139,7 +140,7 @@ def bridge() -> None:
         high_water=settings.backlog_high_water,
         heartbeat=liveness.beat,
     )
-    serve_bridge(settings, liveness, app=app, sqs=sqs, store=store)
+    serve_bridge(settings, liveness, app=app, sqs=aws.snapshot_client("sqs"), store=store)  # scrapes never hang
     bridge.run()
 
 
@@ -154,7 +155,8 @@ def beat() -> None:
     configure_logging(settings)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={state / 'celerybeat-schedule'}"])
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # no start-up banner among the JSON lines
+    app.start([*quiet, "beat", f"--loglevel={settings.log_level}", f"--schedule={state / 'celerybeat-schedule'}"])
 
 
 @cli.command()
@@ -254,7 +256,7 @@ def hashlist_add(images: tuple[str, ...], list_path: str | None, name: str, pare
         click.echo(f"{entry.algorithm} {entry.hash}  {image}  -> {target}")
 
 
-def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: str = "") -> None:
+def _print_endpoints(endpoints: dict[str, str], local: bool, *, operator_env: dict[str, str]) -> None:
     click.echo("moderation pipeline is up" + (" (local)" if local else "") + "; Ctrl-C stops it")
     for name, where in endpoints.items():
         click.echo(f"  {name:<13} {where}")
@@ -265,9 +267,8 @@ def _print_endpoints(endpoints: dict[str, str], local: bool, *, database_url: st
         click.echo(f"  aws --endpoint-url {url} s3 cp image.jpg {endpoints.get('bucket', '')}image.jpg")
         bucket = endpoints.get("bucket", "s3://x/").removeprefix("s3://").split("/", 1)
         click.echo(f"  aws --endpoint-url {url} s3api get-object-tagging --bucket {bucket[0]} --key {bucket[1]}image.jpg")
-        click.echo("operator commands (pipeline sweep, pipeline requeue) from another shell need this stack's settings:")
-        click.echo(f"  export PIPELINE_BROKER_URL={endpoints.get('redis', '')} PIPELINE_DATABASE_URL={database_url} "
-                   f"AWS_ENDPOINT_URL_S3={url} AWS_ENDPOINT_URL_SQS={url}")
+        click.echo("operator commands (pipeline status, sweep, requeue, ...) from another shell need this stack's settings:")
+        click.echo("  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in operator_env.items()))
 
 
 # -- operator commands, one module each in pipeline.commands ---------------------------------

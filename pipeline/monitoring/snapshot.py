@@ -3,6 +3,10 @@
 Each part is read on its own and never raises: a part that cannot be reached becomes a
 :class:`Reading` with the reason, so one dead service does not hide the others. The SQS queues are
 read one by one too: a queue the role may not read (or that is gone) is unavailable on its own.
+Every read is bounded: a service that accepts connections but does not answer (stopped, overloaded)
+is unavailable, "timed out", after a few seconds (SNAPSHOT_TIMEOUT_SECONDS for the broker,
+:data:`pipeline.aws.SNAPSHOT_CONFIG` for SQS, the limiter's own Redis timeouts, the database's
+connect timeout).
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ T = TypeVar("T")
 
 #: Seconds ``pipeline status`` waits for workers to answer a ping.
 PING_TIMEOUT_SECONDS = 1.0
+#: Seconds any one socket wait on the broker may take before its part is unavailable.
+SNAPSHOT_TIMEOUT_SECONDS = 3.0
+#: How the limiter part reads when there is no limiter: Rekognition is not a detector, or the limit is off.
+LIMITER_NOT_USED = "not used"
+LIMITER_OFF = "off"
+#: What ``pipeline status`` says after each of those.
+LIMITER_ABSENT_WHY = {LIMITER_NOT_USED: "(no rekognition in PIPELINE_DETECTORS)", LIMITER_OFF: "(PIPELINE_RATELIMIT_RATE=0)"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,8 @@ class Snapshot:
     workers: Reading[list[str]]
     limiter: Reading[LimiterState | None]
     pending: Reading[Pending]
+    #: Why ``limiter`` is None when it is: LIMITER_NOT_USED or LIMITER_OFF (None while a limiter is in use).
+    limiter_absent: str | None = None
 
     def parts(self) -> dict[str, Reading[Any]]:
         """Part name -> reading, in display order."""
@@ -109,13 +122,29 @@ def read(part: Callable[[], T]) -> Reading[T]:
         return Reading(value=part())
     except Exception as exc:  # a service down, refused, misconfigured: shown, never raised
         log.debug("status part unavailable", exc_info=True)
-        return Reading(error=f"{type(exc).__name__}: {exc}")
+        return Reading(error=reason(exc))
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why a read failed, starting ``timed out`` when the service did not answer in time."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return f"timed out ({text})" if is_timeout(exc) else text
+
+
+def is_timeout(exc: BaseException | None) -> bool:
+    """True when ``exc``, or an exception it was raised from, is a timeout (socket, redis-py, botocore, libpq)."""
+    seen = 0
+    while exc is not None and seen < 10:  # the cause chain; bounded against cycles
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__ or "timeout expired" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def broker_queues(app: Celery, settings: Settings) -> list[QueueDepth]:
     """The broker's detect and default (tag, report) queue depths."""
     roles = {"detect": settings.detect_queue, "default": settings.default_queue}
-    depths = read_depths(app, tuple(roles.values()))
+    depths = read_depths(app, tuple(roles.values()), timeout=SNAPSHOT_TIMEOUT_SECONDS)
     return [QueueDepth(role, name, depths[name]) for role, name in roles.items()]
 
 
@@ -151,6 +180,13 @@ def shared_limiter(settings: Settings) -> RateLimiter | None:
     return limiter_from_settings(settings) if settings.ratelimit_enabled else None
 
 
+def limiter_absent(settings: Settings) -> str | None:
+    """Why there is no limiter to read: LIMITER_NOT_USED, LIMITER_OFF, or None when there is one."""
+    if "rekognition" not in settings.detectors:
+        return LIMITER_NOT_USED
+    return None if settings.ratelimit_enabled else LIMITER_OFF
+
+
 def limiter(shared: RateLimiter | None) -> LimiterState | None:
     """The shared limiter's state without taking a slot; None when the limit is off."""
     return None if shared is None else shared.peek()
@@ -163,10 +199,16 @@ def pending(store: ReportStore, now: datetime | None = None) -> Pending:
     return Pending(rows=rows, oldest_age=None if oldest is None else (now - oldest).total_seconds())
 
 
-def gather(settings: Settings, *, app: Celery, sqs: Any, store: ReportStore) -> Snapshot:
-    """Every part, each read on its own; workers are pinged only when the broker answered."""
+def gather(settings: Settings, *, app: Celery, sqs: Any, store: Reading[ReportStore]) -> Snapshot:
+    """Every part, each read on its own; workers are pinged only when the broker answered.
+
+    ``store`` is the report store, or why it could not be opened (then the pending part says so).
+    ``sqs`` should give up quickly (:func:`pipeline.aws.snapshot_client`).
+    """
     broker = read(lambda: broker_queues(app, settings))
     workers: Reading[list[str]] = (read(lambda: workers_online(app)) if broker.available
                                    else Reading(error=f"broker unreachable ({broker.error})"))
+    rows: Reading[Pending] = read(lambda: pending(store.value)) if store.available else Reading(error=store.error)
     return Snapshot(broker_queues=broker, sqs_queues=sqs_queues(QueueUrls(sqs), settings), workers=workers,
-                    limiter=read(lambda: limiter(shared_limiter(settings))), pending=read(lambda: pending(store)))
+                    limiter=read(lambda: limiter(shared_limiter(settings))), pending=rows,
+                    limiter_absent=limiter_absent(settings))

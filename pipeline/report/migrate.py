@@ -40,7 +40,7 @@ def _config(connection: Connection | None = None) -> Config:
 @contextmanager
 def _connect(url: str | Engine, *, transaction: bool) -> Iterator[Connection]:
     """A connection to ``url`` (or from an Engine, which the caller keeps and disposes)."""
-    engine = url if isinstance(url, Engine) else _engine(url)
+    engine = url if isinstance(url, Engine) else make_engine(url)
     try:
         with _open(engine) as conn:
             if transaction:
@@ -52,15 +52,6 @@ def _connect(url: str | Engine, *, transaction: bool) -> Iterator[Connection]:
     finally:
         if engine is not url:
             engine.dispose()
-
-
-def _engine(url: str) -> Engine:
-    """The Engine for a configured URL; a URL that cannot work is a configuration error."""
-    try:
-        return make_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        hint = " (install the `postgres` extra for PostgreSQL)" if "psycopg" in str(exc) else ""
-        raise ConfigurationError(f"PIPELINE_DATABASE_URL is not usable: {exc}{hint}") from None
 
 
 def _open(engine: Engine) -> Connection:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from pipeline.errors import RetryableError
+from pipeline.errors import ConfigurationError, RetryableError
 from pipeline.events import sequencer_order
 from pipeline.outcomes import FAILED
 from pipeline.review.decisions import DECISIONS
@@ -52,6 +52,9 @@ DATABASE_UNAVAILABLE = "DatabaseUnavailable"
 STREAM_BATCH = 1000
 #: Keys per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
 KEYS_PER_QUERY = 500
+#: Seconds a PostgreSQL connect waits for the server (libpq's connect_timeout).
+CONNECT_TIMEOUT_SECONDS = 5
+
 #: Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (see make_engine).
 _SQLITE_IMMEDIATE = "pipeline_sqlite_immediate"
 
@@ -156,10 +159,23 @@ def make_engine(url: str | sa.URL) -> Engine:
     SQLite files get WAL (readers never block the writer) and a busy timeout (writers wait for
     each other instead of failing). In-memory SQLite shares one connection (StaticPool), so a
     store and its migrations see the same database; it is meant for single-threaded unit tests.
+    A URL that cannot work (unparsable, unknown dialect, driver missing) is a ConfigurationError
+    naming PIPELINE_DATABASE_URL.
     """
-    if sa.make_url(url).get_backend_name() != "sqlite":
-        # pre_ping: workers live for days and PostgreSQL connections get cut.
-        return sa.create_engine(url, pool_pre_ping=True)
+    try:
+        return _create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        hint = " (install the `postgres` extra for PostgreSQL)" if "psycopg" in str(exc) else ""
+        raise ConfigurationError(f"PIPELINE_DATABASE_URL is not usable: {exc}{hint}") from None
+
+
+def _create_engine(url: str | sa.URL) -> Engine:
+    backend = sa.make_url(url).get_backend_name()
+    if backend != "sqlite":
+        # pre_ping: workers live for days and PostgreSQL connections get cut. A server that does not
+        # answer fails the connect after CONNECT_TIMEOUT_SECONDS instead of holding the caller.
+        timeout = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if backend == "postgresql" else {}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
     memory = is_memory_url(url)
     if memory:
         engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})

@@ -68,7 +68,7 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", "up", "--local"], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        banner = wait_for_line(proc, log, "export PIPELINE_BROKER_URL", START_TIMEOUT_SECONDS)
+        banner = wait_for_line(proc, log, "export PIPELINE_", START_TIMEOUT_SECONDS)
         endpoint = next(line.split()[1] for line in banner.splitlines() if line.strip().startswith("s3_sqs"))
         children = psutil.Process(proc.pid).children(recursive=True)
         assert_flower_login_and_metrics(banner, tmp_path / "state")
@@ -92,12 +92,19 @@ def test_up_local_tags_a_copy_of_a_listed_image_and_stops_cleanly_on_ctrl_c(tmp_
         review = json.loads(aws(endpoint, "sqs", "receive-message", "--queue-url",
                                 f"{endpoint}/123456789012/moderation-review"))["Messages"]
         assert [json.loads(m["Body"])["key"] for m in review] == ["content/images/holiday copy.jpg"]
-        # ... and the operator line the banner prints lets `pipeline sweep` reach this stack from another shell
-        exports = next(line for line in banner.splitlines() if "export PIPELINE_BROKER_URL" in line).split()[1:]
+        # ... and the operator line the banner prints lets `pipeline sweep` and `pipeline status` reach this
+        # stack from another shell, one with no PIPELINE_ variables of its own
+        exports = next(line for line in banner.splitlines() if "export PIPELINE_" in line).split()[1:]
+        other_shell = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIPELINE_"))}
+        other_shell.update({**AWS_ENV, **dict(item.split("=", 1) for item in exports)})
         sweep = subprocess.run([sys.executable, "-m", "pipeline", "sweep"], capture_output=True, text=True, timeout=120,
-                               env={**env, **AWS_ENV, **dict(item.split("=", 1) for item in exports)})
+                               env=other_shell)
         assert sweep.returncode == 0, sweep.stderr
         assert json.loads(sweep.stdout.splitlines()[-1])["found"] == 0
+        status = subprocess.run([sys.executable, "-m", "pipeline", "status", "--format", "json"], capture_output=True,
+                                text=True, timeout=120, env=other_shell)
+        assert json.loads(status.stdout)["limiter"] == {"available": True, "enabled": False, "state": "not used"}
+        assert status.returncode == 0, status.stdout
     finally:
         # When: Ctrl-C
         proc.send_signal(signal.SIGINT)

@@ -484,3 +484,35 @@ def test_bridge_process_handles_an_upload_and_exits_0_on_sigterm_while_polling(
         assert "bridge stopped" in log_path.read_text()
     finally:
         child.stop()
+
+
+def handoff_counts() -> dict[str, float]:
+    """This process's bridge lag observations and hand-offs by source, from the default registry."""
+    from prometheus_client import REGISTRY
+
+    counts = {source: REGISTRY.get_sample_value("pipeline_bridge_handoffs_total", {"source": source}) or 0.0
+              for source in ("s3", "backfill", "requeue")}
+    return {**counts, "lag": REGISTRY.get_sample_value("pipeline_bridge_lag_seconds_count") or 0.0}
+
+
+def test_only_live_s3_events_feed_the_lag_and_every_handoff_is_counted_by_source(
+    make_bridge: Callable[..., Bridge], sqs: Any, events_queues: provision.Queues, store: ReportStore
+) -> None:
+    # Given: a live upload, a backfill record of an object from 2021, and a requeue request for the upload
+    from pipeline.backfill.listing import Listed
+    from pipeline.backfill.message import build_body
+    from pipeline.requeue.envelope import build_message
+
+    bridge_ = make_bridge()
+    old = Listed(key="content/images/old.jpg", etag=ETAG, size=10, last_modified=datetime(2021, 1, 1, tzinfo=timezone.utc))
+    before = handoff_counts()
+    # When
+    send(sqs, events_queues.events_url, notification(s3_record()))
+    send(sqs, events_queues.events_url, build_body(BUCKET, old))
+    poll_until(bridge_, 2)
+    [upload] = store.rows_for_keys(BUCKET, [DECODED_KEY])
+    send(sqs, events_queues.events_url, build_message(upload, reason="test"))
+    poll_until(bridge_, 3)
+    # Then: one lag observation (the live upload); one hand-off of each source
+    after = handoff_counts()
+    assert {name: after[name] - before[name] for name in after} == {"s3": 1.0, "backfill": 1.0, "requeue": 1.0, "lag": 1.0}

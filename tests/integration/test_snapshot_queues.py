@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import provision
+from pipeline.app import create_app
 from pipeline.monitoring.collector import SnapshotCollector
-from pipeline.monitoring.snapshot import QueueUrls, sqs_queues
+from pipeline.monitoring.server import serve
+from pipeline.monitoring.snapshot import QueueUrls, shared_limiter, sqs_queues
 from pipeline.report.store import ReportStore
 from pipeline.settings import Settings
 from tests.conftest import queue_name
+
+#: Only a guard against a scrape that hangs; a bounded scrape answers within seconds.
+SCRAPE_GUARD_SECONDS = 60
 
 
 def settings_for(queues: provision.Queues, **names: str) -> Settings:
@@ -96,3 +102,52 @@ def test_no_readable_queue_makes_the_whole_part_unavailable(sqs, queues):
     settings = settings_for(queues, events_queue="nope-1", dead_letter_queue="nope-2", review_queue="nope-3")
     reading = sqs_queues(QueueUrls(sqs), settings)
     assert not reading.available and "NonExistentQueue" in reading.error
+
+
+def scrape(settings: Settings, *, app: Any, sqs: Any, store: ReportStore) -> dict[tuple[str, tuple], float]:
+    """One scrape over HTTP of the bridge's endpoint with the snapshot collector; the urlopen timeout only guards a hang."""
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(settings, app=app, sqs=sqs, store=store, limiter=shared_limiter(settings)))
+    endpoint = serve("127.0.0.1", 0, registry, lambda: True)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=SCRAPE_GUARD_SECONDS) as answer:
+            text = answer.read().decode()
+    finally:
+        endpoint.close()
+    return {(s.name, tuple(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_broker_that_does_not_answer_makes_the_scrape_say_down(sqs, queues, stopped_redis, report_db_url):
+    # Given: the broker and the limiter's Redis accept connections and never answer
+    settings = settings_for(queues, broker_url=stopped_redis)
+    app, store = create_app(settings), ReportStore.from_url(report_db_url)
+    try:
+        # When
+        samples = scrape(settings, app=app, sqs=sqs, store=store)
+    finally:
+        store.dispose()
+        app.close()
+    # Then: the scrape answers; the broker and limiter parts are down, the others up
+    up = {labels[0][1]: value for (name, labels), value in samples.items() if name == "pipeline_status_up"}
+    assert up == {"broker_queues": 0.0, "sqs_queues": 1.0, "pending": 1.0, "limiter": 0.0}
+    assert ("pipeline_queue_depth", (("queue", "detect"),)) not in samples
+    assert samples[("pipeline_queue_depth", (("queue", "events"),))] == 0.0
+
+
+def test_without_rekognition_the_bridge_exports_no_limiter_gauges(sqs, queues, pipeline_app, report_db_url, tmp_path):
+    # Given: a hash-list-only pipeline (no Rekognition, so no shared limiter)
+    hashlist = tmp_path / "hashes.txt"
+    hashlist.write_text("")
+    settings = settings_for(queues, detectors=("hashlist",), hashlist_path=str(hashlist))
+    store = ReportStore.from_url(report_db_url)
+    try:
+        # When
+        samples = scrape(settings, app=pipeline_app, sqs=sqs, store=store)
+    finally:
+        store.dispose()
+    # Then
+    names = {name for name, _ in samples}
+    assert not names & {"pipeline_ratelimit_rate", "pipeline_ratelimit_configured_rate"}
+    assert "limiter" not in {labels[0][1] for name, labels in samples if name == "pipeline_status_up"}
+    assert "pipeline_pending_rows" in names

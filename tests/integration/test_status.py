@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -106,3 +108,72 @@ def test_one_unreadable_queue_is_shown_on_its_own_and_exits_1(pipeline_env):
     assert queues["review"]["available"] is False and "NonExistentQueue" in queues["review"]["reason"]
     review = next(line for line in table.stdout.splitlines() if line.split()[:2] == ["sqs_queues", "review"])
     assert review.split()[2] == "unavailable" and "NonExistentQueue" in review
+
+
+def test_a_broker_that_does_not_answer_times_out_and_exits_1(pipeline_env, stopped_redis):
+    # Given: the broker (and the limiter's Redis with it) accepts connections and never answers
+    env = {**pipeline_env, "PIPELINE_BROKER_URL": stopped_redis}
+    # When: the subprocess timeout is only the guard against a hang
+    done = run_status(env, "--format", "json")
+    # Then
+    assert done.returncode == 1, done.stderr
+    status = json.loads(done.stdout)
+    assert status["broker_queues"]["available"] is False
+    assert status["broker_queues"]["reason"].startswith("timed out"), status["broker_queues"]
+    assert status["workers"]["reason"].startswith("broker unreachable (timed out")
+    assert status["limiter"]["available"] is False and status["limiter"]["reason"].startswith("timed out")
+    assert status["sqs_queues"]["available"] is True and status["pending"]["available"] is True
+    assert "Traceback" not in done.stderr
+
+
+def test_without_rekognition_the_limiter_is_not_used_and_the_exit_code_is_0(pipeline_env, tmp_path):
+    # Given: a hash-list-only pipeline, as `pipeline up --local` runs it
+    hashlist = tmp_path / "hashes.txt"
+    hashlist.write_text("")
+    env = {**pipeline_env, "PIPELINE_DETECTORS": "hashlist", "PIPELINE_HASHLIST_PATH": str(hashlist)}
+    # When
+    done, table = run_status(env, "--format", "json"), run_status(env)
+    # Then
+    assert done.returncode == table.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["limiter"] == {"available": True, "enabled": False, "state": "not used"}
+    assert ["limiter", "not", "used", "(no", "rekognition", "in", "PIPELINE_DETECTORS)"] in [
+        line.split() for line in table.stdout.splitlines()]
+
+
+def test_a_database_url_that_cannot_work_is_the_pending_part_unavailable(pipeline_env):
+    # Given
+    env = {**pipeline_env, "PIPELINE_DATABASE_URL": "nonsense"}
+    # When
+    done = run_status(env, "--format", "json")
+    # Then: one line naming the variable; the other parts are still read
+    assert done.returncode == 1, done.stderr
+    status = json.loads(done.stdout)
+    assert status["pending"]["available"] is False
+    assert status["pending"]["reason"].startswith("ConfigurationError: PIPELINE_DATABASE_URL is not usable: ")
+    assert "\n" not in status["pending"]["reason"]
+    assert status["broker_queues"]["available"] is True and status["sqs_queues"]["available"] is True
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listener never accepts: connections complete in the kernel, nothing ever answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]
+
+
+def test_sqs_and_a_database_that_do_not_answer_time_out_and_exit_1(pipeline_env, silent_port):
+    # Given: SQS and PostgreSQL endpoints that accept the connection and never answer
+    env = {**pipeline_env, "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{silent_port}",
+           "PIPELINE_DATABASE_URL": f"postgresql+psycopg://moderator:s3cret@127.0.0.1:{silent_port}/pipeline"}
+    # When: the subprocess timeout is only the guard against a hang
+    done = run_status(env, "--format", "json")
+    # Then
+    assert done.returncode == 1, done.stderr
+    status = json.loads(done.stdout)
+    assert status["sqs_queues"]["available"] is False and status["sqs_queues"]["reason"].startswith("timed out")
+    assert status["pending"]["available"] is False and status["pending"]["reason"].startswith("timed out")
+    assert status["broker_queues"]["available"] is True
+    assert "s3cret" not in done.stdout + done.stderr
