@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -43,12 +44,28 @@ def publish(app: Any, queue: str, count: int) -> None:
         app.send_task("pipeline.detect", args=({},), queue=queue)
 
 
+#: Longest wait for the broker's count to catch up with what was published, seconds.
+SETTLE_SECONDS = 10.0
+
+
+def settled_depth(backlog: Backlog, expected: int) -> int | None:
+    """The depth once it reaches ``expected``, or the last depth read when SETTLE_SECONDS pass first."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    depth = backlog.depth()
+    while depth != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        depth = backlog.depth()
+    return depth
+
+
 def test_depth_counts_waiting_tasks_and_a_missing_queue_as_zero(broker_app: Any) -> None:
     queue, missing = f"bp-{uuid.uuid4().hex[:8]}", f"missing-{uuid.uuid4().hex[:8]}"
     backlog = Backlog(broker_app, (queue, missing))
     try:
         assert backlog.depth() == 0
         publish(broker_app, queue, 4)
+        # RabbitMQ counts published messages asynchronously: a read right after publishing may see fewer.
+        assert settled_depth(backlog, 4) == 4
         # Asked twice: on AMQP the missing queue's NOT_FOUND closes a channel; the next read must still work
         assert [backlog.depth(), backlog.depth()] == [4, 4]
         assert room_under(broker_app, (queue,), 10) == 6
