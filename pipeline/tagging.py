@@ -112,8 +112,16 @@ def apply_tags(s3: Any, image: ImageRef, change: TagChange) -> TagResult:
 
 
 def _put_tags(s3: Any, image: ImageRef, tags: TagSet) -> None:
+    """Write ``tags`` as the version's whole tag set; none left is a DeleteObjectTagging.
+
+    Both mean the same to S3; the delete is also what S3-compatible stores (moto among them)
+    accept, where an empty TagSet in PutObjectTagging fails.
+    """
     with translated_aws_errors():
-        s3.put_object_tagging(**_target(image), Tagging={"TagSet": tags})
+        if tags:
+            s3.put_object_tagging(**_target(image), Tagging={"TagSet": tags})
+        else:
+            s3.delete_object_tagging(**_target(image))
 
 
 def _check_not_superseded(s3: Any, image: ImageRef) -> None:

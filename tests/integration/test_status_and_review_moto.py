@@ -180,6 +180,18 @@ def test_approve_removes_the_block_tag_sets_status_clean_and_records_who(s3: Any
     assert [r.note for r in status_rt.store.review_history(work["work_id"])] == ["statue"]
 
 
+def test_approve_without_the_status_tag_leaves_an_image_with_no_tags(s3: Any, status_rt: Runtime) -> None:
+    # Given: the status tag off, a blocked image whose only tag is the block tag
+    rt = runtime_module.runtime(status_rt.settings.replace(status_tag_key=""))
+    work = blocked_work(s3, rt)
+    assert stored_tags(s3, work["image"]) == [{"Key": "BlockedContent", "Value": "true"}]
+    # When
+    result = decide(rt.store, rt.s3, rt.settings, work_id=work["work_id"], decision="approved", reviewer="alice")
+    # Then: no tag is left and the decision is recorded
+    assert stored_tags(s3, work["image"]) == []
+    assert (result.row.review, result.tags.changed) == ("approved", True)
+
+
 def test_an_approved_version_is_not_retagged_by_a_recheck_or_a_duplicate_event(s3: Any, status_rt: Runtime) -> None:
     # Given: blocked, a recheck chain already enqueued (a duplicate event), then approved
     work = blocked_work(s3, status_rt)

@@ -171,6 +171,6 @@ def test_operator_may_set_up_backfill_requeue_and_review() -> None:
                                                "arn:aws:s3:::example-uploads"),
         "BackfillAndRequeue": ({"sqs:SendMessage"}, SQS + "moderation-events"),
         "RequeueFromDeadLetterQueue": ({"sqs:ReceiveMessage", "sqs:DeleteMessage"}, SQS + "moderation-events-dlq"),
-        "ReviewFlaggedImages": (READ | {"s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging",
-                                        "s3:PutObjectVersionTagging"}, OBJECTS),
+        # approve: an image whose only tag was the block tag is left with none (DeleteObjectTagging).
+        "ReviewFlaggedImages": (READ | {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"} | TAG_CHANGES, OBJECTS),
     }
