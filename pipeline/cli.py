@@ -27,12 +27,21 @@ def _stop_signals_as_interrupt() -> None:
         signal.signal(sig, _raise_interrupt)
 
 
+#: What a missing AWS region means here (botocore 1.44 reads AWS_DEFAULT_REGION, not AWS_REGION).
+NO_REGION = "no AWS region: set AWS_DEFAULT_REGION (the bucket's region; Rekognition must run there too)"
+
+
 def main() -> None:
     """Entry point: a configuration error anywhere in start-up ends with its message, not a traceback."""
+    from botocore.exceptions import NoRegionError
+
     try:
         cli()
     except ConfigurationError as exc:
         click.echo(f"Error: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except NoRegionError:  # boto3 found no region in its variables or config files
+        click.echo(f"Error: configuration error: {NO_REGION}", err=True)
         sys.exit(2)
 
 

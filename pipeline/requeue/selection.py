@@ -25,7 +25,10 @@ def parse_when(text: str, now: datetime) -> datetime:
     value = text.strip()
     relative = _RELATIVE.fullmatch(value.lower())
     if relative:
-        return as_utc(now) - timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
+        try:
+            return as_utc(now) - timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
+        except OverflowError:  # an age reaching before year 1
+            raise ValueError(f"{text!r} reaches back further than any date") from None
     try:
         return as_utc(datetime.fromisoformat(value))
     except ValueError:

@@ -99,3 +99,16 @@ def test_up_local_refuses_a_flower_port_in_use(pipeline_env):
         done = run_pipeline({**pipeline_env, "PIPELINE_FLOWER_PORT": str(port)}, "up", "--local")
     assert done.returncode == 2
     assert f"PIPELINE_FLOWER_PORT={port}: {LOOPBACK}:{port} cannot be bound (in use?)" in done.stderr
+
+
+@pytest.mark.parametrize("args", [("setup", "--dry-run"), ("status",), ("bridge",)])
+def test_no_aws_region_is_one_line_naming_aws_default_region(pipeline_env, tmp_path, args):
+    # Given: no region in the environment nor in any AWS config file
+    env = {name: value for name, value in pipeline_env.items() if name not in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    # When
+    done = run_pipeline(env, *args)
+    # Then
+    assert done.returncode == 2
+    assert "configuration error: no AWS region: set AWS_DEFAULT_REGION" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -114,3 +114,9 @@ def test_move_summary_and_completeness() -> None:
         "not sent, still in the dead-letter queue: m-1: X: y",
         "sent but not deleted, a later run moves it again: m-2: Z: w",
     ]
+
+
+@pytest.mark.parametrize("text", ["99999999d", "999999999999w"])
+def test_parse_when_refuses_an_age_before_any_date(text: str) -> None:
+    with pytest.raises(ValueError, match="reaches back further than any date"):
+        parse_when(text, NOW)
