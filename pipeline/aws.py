@@ -52,3 +52,18 @@ def queue_url(sqs: Any, name_or_url: str) -> str:
     if name_or_url.startswith(("https://", "http://")):
         return name_or_url
     return sqs.get_queue_url(QueueName=name_or_url)["QueueUrl"]
+
+
+#: Messages waiting in a queue, and messages received but not yet deleted (in flight).
+VISIBLE, IN_FLIGHT = "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
+
+
+def queue_depth(sqs: Any, queue_url: str, *, in_flight: bool = False) -> int:
+    """SQS's approximate count of waiting messages in ``queue_url``; with ``in_flight``, received ones too."""
+    from pipeline.awserrors import translated_aws_errors
+
+    names = [VISIBLE, IN_FLIGHT] if in_flight else [VISIBLE]
+    with translated_aws_errors():
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in names)
+

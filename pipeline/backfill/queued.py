@@ -9,20 +9,6 @@ so the run only warns.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pipeline.awserrors import translated_aws_errors
-
-#: Waiting messages, and messages the bridge received but has not deleted yet (not handed off).
-QUEUED_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
-
-
-def queued_messages(sqs: Any, queue_url: str) -> int:
-    """SQS's approximate count of messages in ``queue_url``, visible or in flight."""
-    with translated_aws_errors():
-        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(QUEUED_ATTRIBUTES))
-    return sum(int(attributes["Attributes"].get(name, 0)) for name in QUEUED_ATTRIBUTES)
-
 
 def queued_warning(count: int) -> str | None:
     """The warning ``pipeline backfill`` prints when the events queue is not empty; None when it is."""
@@ -33,4 +19,4 @@ def queued_warning(count: int) -> str | None:
             "uploads wait behind them). To avoid it, wait until `pipeline status` shows the events queue empty.")
 
 
-__all__ = ["queued_messages", "queued_warning"]
+__all__ = ["queued_warning"]

@@ -85,11 +85,12 @@ def _run(settings: Settings, bucket: str, requested: str, prefix: str, *, dry_ru
 
 def warn_if_queued(sqs: Any, events_url: str) -> None:
     """Warn on stderr when the events queue still holds messages (they may be an earlier run's, sent again)."""
-    from pipeline.backfill.queued import queued_messages, queued_warning
+    from pipeline.aws import queue_depth
+    from pipeline.backfill.queued import queued_warning
     from pipeline.errors import PipelineError
 
     try:
-        warning = queued_warning(queued_messages(sqs, events_url))
+        warning = queued_warning(queue_depth(sqs, events_url, in_flight=True))
     except PipelineError as exc:  # only a warning is lost; the sends will say whether SQS works
         warning = f"warning: could not read the events queue's depth ({exc}); a previous backfill's messages may be sent again"
     if warning:

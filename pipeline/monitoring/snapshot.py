@@ -163,7 +163,7 @@ def sqs_queues(urls: QueueUrls, settings: Settings) -> Reading[list[QueueDepth]]
 
 def sqs_queue(urls: QueueUrls, role: str, name: str) -> QueueDepth:
     """One SQS queue's depth, or why it could not be read."""
-    from pipeline.requeue.dlq import queue_depth
+    from pipeline.aws import queue_depth
 
     reading = read(lambda: queue_depth(urls.sqs, urls.url(name)))
     return QueueDepth(role, name, reading.value, reading.error)

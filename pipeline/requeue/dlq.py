@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.aws import queue_depth
 from pipeline.awserrors import translated_aws_errors
 from pipeline.requeue.rows import Progress
 from pipeline.requeue.sending import MAX_BATCH, Outgoing, batches, send_batch
@@ -50,13 +51,6 @@ class MoveReport:
     def complete(self) -> bool:
         """True when every message received was sent and deleted."""
         return not self.failed and not self.not_deleted
-
-
-def queue_depth(sqs: Any, queue_url: str) -> int:
-    """SQS's ApproximateNumberOfMessages (visible messages) of ``queue_url``."""
-    with translated_aws_errors():
-        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
 def move_dead_letters(
